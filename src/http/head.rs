@@ -1,0 +1,408 @@
+//! Request head parsing with limits, and the owned copy a request borrows.
+
+use std::ops::Range;
+
+use super::limits::{Limits, MAX_HEADERS_CEILING};
+use super::response::StatusCode;
+
+/// Why a request head was refused. Each maps to one status and code; the
+/// connection is closed after the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// The head is not valid HTTP/1.x.
+    Malformed,
+    /// The head is larger than `max_head_bytes`.
+    TooLarge,
+    /// More header fields than `max_headers`.
+    TooManyHeaders,
+    /// The request target is longer than `max_uri_bytes`.
+    UriTooLong,
+    /// `Content-Length` is not a number, or two of them disagree.
+    BadContentLength,
+    /// Both `Content-Length` and `Transfer-Encoding` were sent.
+    AmbiguousFraming,
+    /// A `Transfer-Encoding` other than `chunked`.
+    UnsupportedTransferEncoding,
+    /// The declared body is larger than `max_body_bytes`.
+    BodyTooLarge,
+}
+
+impl HeadError {
+    /// The status, stable error code and message this error is answered with.
+    pub fn answer(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Malformed => (
+                StatusCode::BAD_REQUEST,
+                "DRYAD-HTTP-4001",
+                "malformed request head",
+            ),
+            Self::TooLarge => (
+                StatusCode::HEADER_FIELDS_TOO_LARGE,
+                "DRYAD-HTTP-4311",
+                "request head too large",
+            ),
+            Self::TooManyHeaders => (
+                StatusCode::HEADER_FIELDS_TOO_LARGE,
+                "DRYAD-HTTP-4312",
+                "too many header fields",
+            ),
+            Self::UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                "DRYAD-HTTP-4141",
+                "request target too long",
+            ),
+            Self::BadContentLength => (
+                StatusCode::BAD_REQUEST,
+                "DRYAD-HTTP-4002",
+                "invalid or conflicting Content-Length",
+            ),
+            Self::AmbiguousFraming => (
+                StatusCode::BAD_REQUEST,
+                "DRYAD-HTTP-4004",
+                "both Content-Length and Transfer-Encoding sent",
+            ),
+            Self::UnsupportedTransferEncoding => (
+                StatusCode::NOT_IMPLEMENTED,
+                "DRYAD-HTTP-5011",
+                "only chunked transfer coding is supported",
+            ),
+            Self::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "DRYAD-HTTP-4131",
+                "request body too large",
+            ),
+        }
+    }
+}
+
+/// How the body that follows a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// HTTP minor version: `HTTP/1.0` or `HTTP/1.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    Http10,
+    Http11,
+}
+
+/// An owned copy of one parsed head: the bytes, and ranges into them.
+///
+/// Kept per connection and reused, so a request costs no allocation once
+/// the buffers have grown to fit the heads a client sends.
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    bytes: Vec<u8>,
+    method: Range<usize>,
+    path: Range<usize>,
+    query: Option<Range<usize>>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    pub(crate) version: Option<Version>,
+    pub(crate) framing: Option<Framing>,
+    pub(crate) expects_continue: bool,
+    /// The client asked to keep the connection open (by version default or
+    /// by `Connection` header).
+    pub(crate) client_keep_alive: bool,
+}
+
+impl Head {
+    pub(crate) fn method(&self) -> &str {
+        self.str_at(&self.method)
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        self.str_at(&self.path)
+    }
+
+    pub(crate) fn query(&self) -> Option<&str> {
+        self.query.as_ref().map(|range| self.str_at(range))
+    }
+
+    /// Every header as (name, value), in the order received.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (self.str_at(name), &self.bytes[value.clone()]))
+    }
+
+    /// The first header with this name (ASCII case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    fn str_at(&self, range: &Range<usize>) -> &str {
+        // Every range stored was cut from an `&str` that httparse validated,
+        // at character boundaries, so this cannot fail.
+        std::str::from_utf8(&self.bytes[range.clone()]).unwrap_or_default()
+    }
+}
+
+/// Outcome of trying to parse a head from the bytes buffered so far.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// A complete head of this many bytes was parsed into the [`Head`].
+    Complete(usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Parses a head from `buf` into `head`, applying `limits`.
+pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Parsed, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS_CEILING)];
+    let mut request = httparse::Request::new(slots);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_head_bytes {
+                let request_line_ended = buf.contains(&b'\n');
+                return Err(if request_line_ended {
+                    HeadError::TooLarge
+                } else {
+                    HeadError::UriTooLong
+                });
+            }
+            return Ok(Parsed::Partial);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    if len > limits.max_head_bytes {
+        return Err(HeadError::TooLarge);
+    }
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
+    else {
+        return Err(HeadError::Malformed);
+    };
+    if target.len() > limits.max_uri_bytes {
+        return Err(HeadError::UriTooLong);
+    }
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+
+    let base = buf.as_ptr() as usize;
+    let range_of = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        start..start + part.len()
+    };
+    head.bytes.clear();
+    head.bytes.extend_from_slice(&buf[..len]);
+    head.method = range_of(method.as_bytes());
+    let target_range = range_of(target.as_bytes());
+    match target.find('?') {
+        Some(at) => {
+            head.path = target_range.start..target_range.start + at;
+            head.query = Some(target_range.start + at + 1..target_range.end);
+        }
+        None => {
+            head.path = target_range;
+            head.query = None;
+        }
+    }
+    head.headers.clear();
+    head.headers.extend(
+        request
+            .headers
+            .iter()
+            .map(|header| (range_of(header.name.as_bytes()), range_of(header.value))),
+    );
+    head.version = Some(version);
+    read_semantics(head, limits)?;
+    Ok(Parsed::Complete(len))
+}
+
+/// Derives framing, `Expect` and keep-alive from the stored headers.
+fn read_semantics(head: &mut Head, limits: &Limits) -> Result<(), HeadError> {
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut expects_continue = false;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    for (name, value) in head.headers() {
+        if name.eq_ignore_ascii_case("content-length") {
+            for item in value.split(|&byte| byte == b',') {
+                let length = parse_content_length(item.trim_ascii())?;
+                match content_length {
+                    Some(seen) if seen != length => return Err(HeadError::BadContentLength),
+                    _ => content_length = Some(length),
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(HeadError::UnsupportedTransferEncoding);
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("expect") {
+            expects_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&byte| byte == b',') {
+                let token = token.trim_ascii();
+                connection_close |= token.eq_ignore_ascii_case(b"close");
+                connection_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    let version = head.version.unwrap_or(Version::Http11);
+    let framing = match (content_length, chunked) {
+        (Some(_), true) => return Err(HeadError::AmbiguousFraming),
+        (_, true) if version == Version::Http10 => {
+            return Err(HeadError::UnsupportedTransferEncoding);
+        }
+        (_, true) => Some(Framing::Chunked),
+        (Some(length), false) if length > limits.max_body_bytes => {
+            return Err(HeadError::BodyTooLarge);
+        }
+        (Some(0) | None, false) => None,
+        (Some(length), false) => Some(Framing::Length(length)),
+    };
+    head.framing = framing;
+    head.expects_continue = expects_continue && framing.is_some() && version == Version::Http11;
+    head.client_keep_alive = match version {
+        Version::Http11 => !connection_close,
+        Version::Http10 => connection_keep_alive && !connection_close,
+    };
+    Ok(())
+}
+
+/// `Content-Length` is one or more ASCII digits; anything else (a sign,
+/// spaces inside, an empty value) is refused. A value too large for `u64`
+/// is certainly above the body limit.
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(HeadError::BadContentLength);
+    }
+    Ok(value
+        .iter()
+        .try_fold(0u64, |acc, &digit| {
+            acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
+        .unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            max_head_bytes: 1024,
+            max_headers: 8,
+            max_uri_bytes: 64,
+            max_body_bytes: 1000,
+            body_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<(Parsed, Head), HeadError> {
+        let mut head = Head::default();
+        parse(text.as_bytes(), &limits(), &mut head).map(|parsed| (parsed, head))
+    }
+
+    #[test]
+    fn complete_head_exposes_method_path_query_and_headers() {
+        let text = "GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Thing: v\r\n\r\nrest";
+        let (parsed, head) = parse_str(text).expect("valid head");
+        assert_eq!(parsed, Parsed::Complete(text.len() - 4));
+        assert_eq!(head.method(), "GET");
+        assert_eq!(head.path(), "/a/b");
+        assert_eq!(head.query(), Some("x=1"));
+        assert_eq!(head.header("x-thing"), Some(&b"v"[..]));
+        assert!(head.client_keep_alive);
+        assert_eq!(head.framing, None);
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert_eq!(
+            parse_str("GET / HTTP/1.1\r\nHo").expect("partial").0,
+            Parsed::Partial
+        );
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive() {
+        assert!(
+            !parse_str("GET / HTTP/1.0\r\n\r\n")
+                .expect("valid")
+                .1
+                .client_keep_alive
+        );
+        let head = parse_str("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .expect("valid")
+            .1;
+        assert!(head.client_keep_alive);
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let ok = |text: &str| parse_str(text).map(|(_, head)| head.framing);
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Some(Framing::Length(5)))
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Some(Framing::Length(5)))
+        );
+        for bad in [
+            "5\r\nContent-Length: 6",
+            "-1",
+            "abc",
+            "5 5",
+            "",
+            "+5",
+            "5, 6",
+        ] {
+            let text = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(ok(&text), Err(HeadError::BadContentLength), "{bad:?}");
+        }
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\n"),
+            Err(HeadError::BodyTooLarge)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            Err(HeadError::BodyTooLarge)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::AmbiguousFraming)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(HeadError::UnsupportedTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn limits_map_to_their_errors() {
+        let many: String = (0..9).map(|n| format!("X-{n}: v\r\n")).collect();
+        assert_eq!(
+            parse_str(&format!("GET / HTTP/1.1\r\n{many}\r\n")).err(),
+            Some(HeadError::TooManyHeaders)
+        );
+        let long_uri = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100));
+        assert_eq!(parse_str(&long_uri).err(), Some(HeadError::UriTooLong));
+        let huge_header = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(2000));
+        assert_eq!(parse_str(&huge_header).err(), Some(HeadError::TooLarge));
+        let endless_line = format!("GET /{}", "a".repeat(2000));
+        assert_eq!(parse_str(&endless_line).err(), Some(HeadError::UriTooLong));
+        assert_eq!(
+            parse_str("NOT HTTP\r\n\r\n").err(),
+            Some(HeadError::Malformed)
+        );
+    }
+}

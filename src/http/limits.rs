@@ -1,0 +1,27 @@
+//! Limits on what one client may make the engine read, hold or wait for.
+
+use std::time::Duration;
+
+/// Bounds applied to every request on every connection.
+///
+/// The server builds one from its `Config`; the engine never reads the
+/// configuration itself.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (request line and headers), in bytes.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request head.
+    pub max_headers: usize,
+    /// Longest request target (path and query), in bytes.
+    pub max_uri_bytes: usize,
+    /// Largest request body, in bytes, after chunked decoding.
+    pub max_body_bytes: u64,
+    /// Time allowed to read a whole request body, from its head.
+    pub body_timeout: Duration,
+    /// Time allowed to write one batch of responses.
+    pub write_timeout: Duration,
+}
+
+/// The most header fields any configuration may allow: the parser keeps
+/// them in a stack array of this size.
+pub const MAX_HEADERS_CEILING: usize = 256;

@@ -1,0 +1,210 @@
+//! Responses and how they are written on the wire.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use super::date;
+
+/// An HTTP status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusCode(pub u16);
+
+impl StatusCode {
+    /// 200 OK.
+    pub const OK: Self = Self(200);
+    /// 201 Created.
+    pub const CREATED: Self = Self(201);
+    /// 400 Bad Request.
+    pub const BAD_REQUEST: Self = Self(400);
+    /// 404 Not Found.
+    pub const NOT_FOUND: Self = Self(404);
+    /// 405 Method Not Allowed.
+    pub const METHOD_NOT_ALLOWED: Self = Self(405);
+    /// 408 Request Timeout.
+    pub const REQUEST_TIMEOUT: Self = Self(408);
+    /// 413 Content Too Large.
+    pub const PAYLOAD_TOO_LARGE: Self = Self(413);
+    /// 414 URI Too Long.
+    pub const URI_TOO_LONG: Self = Self(414);
+    /// 422 Unprocessable Content.
+    pub const UNPROCESSABLE_ENTITY: Self = Self(422);
+    /// 431 Request Header Fields Too Large.
+    pub const HEADER_FIELDS_TOO_LARGE: Self = Self(431);
+    /// 500 Internal Server Error.
+    pub const INTERNAL_SERVER_ERROR: Self = Self(500);
+    /// 501 Not Implemented.
+    pub const NOT_IMPLEMENTED: Self = Self(501);
+    /// 503 Service Unavailable.
+    pub const SERVICE_UNAVAILABLE: Self = Self(503);
+
+    /// The reason phrase sent on the status line and in error bodies.
+    pub fn reason(self) -> &'static str {
+        match self.0 {
+            100 => "Continue",
+            200 => "OK",
+            201 => "Created",
+            204 => "No Content",
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            409 => "Conflict",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            415 => "Unsupported Media Type",
+            422 => "Unprocessable Content",
+            429 => "Too Many Requests",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            _ => "",
+        }
+    }
+}
+
+/// A response: status, extra headers and a body held in memory.
+///
+/// `Content-Length`, `Date` and `Connection` are written by the engine and
+/// must not be set here.
+#[derive(Debug, Clone)]
+pub struct Response {
+    status: StatusCode,
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    body: Cow<'static, [u8]>,
+}
+
+impl Response {
+    /// A response with this status and body, and no extra headers.
+    pub fn new(status: StatusCode, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// `200 OK` with a plain-text body.
+    pub fn text(status: StatusCode, body: impl Into<Cow<'static, str>>) -> Self {
+        let body = match body.into() {
+            Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+            Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+        };
+        Self::new(status, body).with_header("Content-Type", "text/plain; charset=utf-8")
+    }
+
+    /// A JSON body serialised from `value`.
+    pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Self {
+        // Serialising plain data into a Vec cannot fail.
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        Self::new(status, body).with_header("Content-Type", "application/json")
+    }
+
+    /// The short JSON error every error answer uses:
+    /// `{"error": <reason>, "message": ..., "code": ...}`.
+    pub fn error(status: StatusCode, message: &str, code: &str) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({ "error": status.reason(), "message": message, "code": code }),
+        )
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The first header with this name (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_ref())
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Appends the response to `out`, as HTTP/1.1, with `Connection: close`
+    /// when `close` is set. A `HEAD` response keeps its `Content-Length`
+    /// but sends no body.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, close: bool, head_only: bool) {
+        let reason = self.status.reason();
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", self.status.0);
+        out.extend_from_slice(b"Date: ");
+        date::append_now(out);
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &self.headers {
+            if is_safe_header_text(name) && is_safe_header_text(value) {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            } else {
+                log::warn!("dropped a response header with a line break in it: {name:?}");
+            }
+        }
+        let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// A header name or value a handler built must not split the head.
+fn is_safe_header_text(text: &str) -> bool {
+    !text.bytes().any(|byte| byte == b'\r' || byte == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_length_date_and_close() {
+        let mut out = Vec::new();
+        Response::text(StatusCode::OK, "ok").write_to(&mut out, true, false);
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{text}");
+        assert!(
+            text.contains("\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn error_body_is_short_json() {
+        let response = Response::error(StatusCode::NOT_FOUND, "no such route", "DRYAD-APP-4040");
+        let value: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
+        assert_eq!(value["error"], "Not Found");
+        assert_eq!(value["message"], "no such route");
+        assert_eq!(value["code"], "DRYAD-APP-4040");
+    }
+
+    #[test]
+    fn header_injection_is_dropped() {
+        let mut out = Vec::new();
+        Response::text(StatusCode::OK, "ok")
+            .with_header("X-Evil", "a\r\nSet-Cookie: b")
+            .write_to(&mut out, false, false);
+        assert!(!String::from_utf8_lossy(&out).contains("Set-Cookie"));
+    }
+}

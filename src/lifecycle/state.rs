@@ -1,0 +1,209 @@
+//! The shared lifecycle state: the phase, the shutdown trigger, the
+//! deadline and the counts the shutdown report is made of.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
+
+use super::cleanup::Cleanup;
+use super::inflight::InFlight;
+
+/// Where the process is in its life, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    /// Accepting and serving; `/readyz` is 200.
+    Running = 0,
+    /// Shutdown asked for: `/readyz` is 503, every response says
+    /// `Connection: close`, new connections are still accepted during the
+    /// drain delay.
+    Draining = 1,
+    /// The listener is closed; requests already received are finished.
+    Closing = 2,
+    /// Cleanup hooks are running.
+    Cleanup = 3,
+    /// Everything is stopped.
+    Exited = 4,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Running,
+            1 => Self::Draining,
+            2 => Self::Closing,
+            3 => Self::Cleanup,
+            _ => Self::Exited,
+        }
+    }
+
+    /// The phase's name, as in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Draining => "draining",
+            Self::Closing => "closing",
+            Self::Cleanup => "cleanup",
+            Self::Exited => "exited",
+        }
+    }
+}
+
+/// What started the shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A signal, by number.
+    Signal(i32),
+    /// [`ShutdownHandle::shutdown`].
+    Handle,
+}
+
+impl Trigger {
+    /// `SIGTERM`, `SIGINT`, `signal 10`, or `handle`.
+    pub fn name(self) -> String {
+        match self {
+            Self::Signal(15) => "SIGTERM".into(),
+            Self::Signal(2) => "SIGINT".into(),
+            Self::Signal(number) => format!("signal {number}"),
+            Self::Handle => "handle".into(),
+        }
+    }
+}
+
+/// State shared by every thread. Written only by the lifecycle
+/// coordinator and the shutdown trigger; read by everyone.
+#[derive(Debug)]
+pub struct Lifecycle {
+    /// Written by the coordinator (phase changes, in order); read by every
+    /// thread on every request. Release/Acquire: a thread that sees a phase
+    /// also sees the deadline set before it.
+    phase: AtomicU8,
+    /// Set once by the first trigger; waited on by the coordinator.
+    trigger: Mutex<Option<Trigger>>,
+    triggered: Condvar,
+    /// Set once by the coordinator when draining starts.
+    deadline: OnceLock<Instant>,
+    /// Requests from a fully parsed head until the response is written.
+    pub(crate) requests: Arc<InFlight>,
+    /// Open client connections (accepted, not yet closed).
+    pub(crate) connections: Arc<InFlight>,
+    /// Requests completed after the trigger.
+    pub(crate) drained: AtomicU64,
+    /// Requests answered 503 because the deadline had passed.
+    pub(crate) refused: AtomicU64,
+    /// Idle keep-alive connections closed at last call.
+    pub(crate) closed_idle: AtomicU64,
+    pub(crate) cleanup: Cleanup,
+}
+
+impl Lifecycle {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            phase: AtomicU8::new(Phase::Running as u8),
+            trigger: Mutex::new(None),
+            triggered: Condvar::new(),
+            deadline: OnceLock::new(),
+            requests: InFlight::new(),
+            connections: InFlight::new(),
+            drained: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            closed_idle: AtomicU64::new(0),
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase() >= Phase::Draining
+    }
+
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+    }
+
+    /// Whether the shutdown deadline has passed: requests not started yet
+    /// are refused from then on.
+    pub(crate) fn deadline_passed(&self) -> bool {
+        self.deadline
+            .get()
+            .is_some_and(|deadline| Instant::now() >= *deadline)
+    }
+
+    /// Records the first trigger and wakes the coordinator; later ones are
+    /// ignored (the signal handler deals with a second signal itself).
+    pub(crate) fn trigger(&self, trigger: Trigger) {
+        let mut slot = self
+            .trigger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot = Some(trigger);
+            self.triggered.notify_all();
+        }
+    }
+
+    /// Blocks until a shutdown is triggered.
+    pub(crate) fn wait_for_trigger(&self) -> Trigger {
+        let mut slot = self
+            .trigger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if let Some(trigger) = *slot {
+                return trigger;
+            }
+            slot = self
+                .triggered
+                .wait(slot)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// Starts a graceful shutdown from code: for embedders, tests and the
+/// signal handler. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    pub(crate) lifecycle: Arc<Lifecycle>,
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown, as SIGTERM does. Calling it again does
+    /// nothing more.
+    pub fn shutdown(&self) {
+        self.lifecycle.trigger(Trigger::Handle);
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.lifecycle.phase()
+    }
+
+    /// Whether shutdown has started (readiness should fail).
+    pub fn is_shutting_down(&self) -> bool {
+        self.lifecycle.is_shutting_down()
+    }
+
+    /// Registers a cleanup hook, run after the drain, last registered
+    /// first, on its own thread, within the cleanup timeout.
+    pub fn register_cleanup<F, E>(&self, name: &str, hook: F)
+    where
+        F: FnOnce() -> Result<(), E> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.lifecycle.cleanup.register(name, hook);
+    }
+
+    pub(crate) fn trigger(&self, trigger: Trigger) {
+        self.lifecycle.trigger(trigger);
+    }
+}

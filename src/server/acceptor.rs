@@ -1,0 +1,175 @@
+//! The acceptor thread: owns the listener, enforces `max_connections`,
+//! hands accepted sockets to the registry, survives accept errors, and at
+//! shutdown accepts the backlog before it closes the listener.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use polling::{Event, Events, Poller};
+
+use super::Stats;
+use super::listener;
+use super::registry::{Registry, Wait};
+use crate::http::{Connection, Response, StatusCode};
+use crate::lifecycle::Lifecycle;
+
+/// Key of the listener on the acceptor's own poller.
+const LISTENER_KEY: usize = 0;
+/// Pause after an accept error such as EMFILE (out of file descriptors):
+/// the listener stays readable, so retrying at once would spin. Short, so
+/// service resumes soon after descriptors free up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The running acceptor thread.
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    thread: JoinHandle<()>,
+    poller: Arc<Poller>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Admission {
+    registry: Arc<Registry>,
+    lifecycle: Arc<Lifecycle>,
+    stats: Arc<Stats>,
+    max_connections: usize,
+}
+
+impl Acceptor {
+    pub(crate) fn spawn(
+        listener: TcpListener,
+        registry: Arc<Registry>,
+        lifecycle: Arc<Lifecycle>,
+        stats: Arc<Stats>,
+        max_connections: usize,
+    ) -> io::Result<Self> {
+        let poller = Arc::new(Poller::new()?);
+        // SAFETY: the listener is deleted from this poller before it is
+        // dropped, at the end of `run`.
+        #[allow(unsafe_code)]
+        unsafe {
+            poller.add(&listener, Event::readable(LISTENER_KEY))?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let admission = Admission {
+            registry,
+            lifecycle,
+            stats,
+            max_connections,
+        };
+        let thread = {
+            let poller = Arc::clone(&poller);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || run(&listener, &poller, &stop, &admission))?
+        };
+        Ok(Self {
+            thread,
+            poller,
+            stop,
+        })
+    }
+
+    /// Stops admitting new connections, accepts and registers those the
+    /// kernel already queued, closes the listener and joins the thread.
+    /// Afterwards a new connect is refused.
+    pub(crate) fn stop_accepting(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.poller.notify();
+        if self.thread.join().is_err() {
+            log::error!("the acceptor thread panicked");
+        }
+    }
+}
+
+fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &Admission) {
+    let mut events = Events::new();
+    loop {
+        events.clear();
+        if let Err(error) = poller.wait(&mut events, None) {
+            if error.kind() != io::ErrorKind::Interrupted {
+                log::error!("acceptor: waiting for connections failed: {error}");
+            }
+        }
+        if stop.load(Ordering::Acquire) {
+            listener::stop_admitting(listener);
+            let backlog = accept_all(listener, admission);
+            let _ = poller.delete(listener);
+            log::info!(
+                "acceptor: admitted {backlog} connections from the backlog; listener closed"
+            );
+            return;
+        }
+        accept_all(listener, admission);
+        if let Err(error) = poller.modify(listener, Event::readable(LISTENER_KEY)) {
+            log::error!("acceptor: re-arming the listener failed: {error}");
+        }
+    }
+}
+
+/// Accepts until the backlog is empty; returns how many were accepted.
+/// On a resource error (EMFILE and the like) logs it, backs off and
+/// returns; the caller re-arms the listener and comes back.
+fn accept_all(listener: &TcpListener, admission: &Admission) -> usize {
+    let mut accepted = 0;
+    loop {
+        match listener::accept(listener) {
+            Ok(stream) => {
+                accepted += 1;
+                admit(stream, admission);
+            }
+            Err(error) => match error.kind() {
+                io::ErrorKind::WouldBlock => return accepted,
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
+                _ => {
+                    admission
+                        .stats
+                        .accept_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        "acceptor: accept failed: {error}; retrying in {} ms",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                    return accepted;
+                }
+            },
+        }
+    }
+}
+
+fn admit(stream: std::net::TcpStream, admission: &Admission) {
+    let open = admission.lifecycle.connections.enter();
+    let mut http = Connection::new(stream);
+    let wait = if admission.lifecycle.connections.count() > admission.max_connections {
+        admission
+            .stats
+            .over_capacity
+            .fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "refused a connection: {} are open (max_connections)",
+            admission.max_connections
+        );
+        http.respond_and_close(
+            &Response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections",
+                "DRYAD-SYS-5002",
+            )
+            .with_header("Retry-After", "1"),
+        );
+        http.flush_now();
+        http.shutdown_write();
+        Wait::Linger
+    } else {
+        Wait::Idle
+    };
+    if let Err(error) = admission.registry.insert(http, open, wait) {
+        log::error!("acceptor: registering a connection failed: {error}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Sockets and threads: the acceptor, the readiness poller with the
+//! connection registry, and the fixed pool of workers; and the steps of
+//! the shutdown sequence that concern them.
+
+mod acceptor;
+mod listener;
+mod poller;
+mod registry;
+mod worker;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::http::{Request, Response};
+use crate::lifecycle::coordinator::{self, Drain, Timeouts};
+use crate::lifecycle::{AbandonedRequest, Lifecycle, ShutdownHandle, ShutdownReport};
+use acceptor::Acceptor;
+use registry::{Conn, Registry};
+use worker::{RunningSlot, WorkerContext};
+
+/// Answers requests. Implemented for every
+/// `Fn(&mut Request) -> Response + Send + Sync + 'static`.
+///
+/// Called on a worker thread; it may block (on a database, say) for as
+/// long as it needs, within the shutdown timeout. A panic is answered with
+/// 500 and the worker lives on.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: &mut Request<'_>) -> Response;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+{
+    fn handle(&self, request: &mut Request<'_>) -> Response {
+        self(request)
+    }
+}
+
+/// Counts of what the server refused, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Accept calls that failed (EMFILE and the like).
+    pub accept_errors: AtomicU64,
+    /// Connections refused with 503 beyond `max_connections`.
+    pub over_capacity: AtomicU64,
+    /// Requests refused with 503 because the worker queue was full.
+    pub overloaded: AtomicU64,
+    /// Connections closed because a head did not arrive in time.
+    pub header_timeouts: AtomicU64,
+}
+
+/// A bound server, not serving yet.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    lifecycle: Arc<Lifecycle>,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    /// Validates `config` and binds its listen address. Connections are
+    /// queued by the kernel from here on and served once [`run`] starts.
+    ///
+    /// [`run`]: Self::run
+    pub fn bind(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let listener = listener::bind(config.listen).map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            config,
+            listener,
+            local_addr,
+            lifecycle: Lifecycle::new(),
+            stats: Arc::default(),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that starts the graceful shutdown, reports the phase and
+    /// registers cleanup hooks.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            lifecycle: Arc::clone(&self.lifecycle),
+        }
+    }
+
+    /// The server's refusal counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Serves with `handler` until a shutdown is triggered (by a signal
+    /// listener or a [`ShutdownHandle`]), then shuts down gracefully: stops
+    /// accepting, finishes every request already received (bounded by
+    /// `shutdown_timeout`), runs the cleanup hooks (bounded by
+    /// `cleanup_timeout`), stops the threads, and returns the report. The
+    /// caller logs it and exits with its code.
+    pub fn run(self, handler: impl Handler) -> Result<ShutdownReport, Error> {
+        let Self {
+            config,
+            listener,
+            local_addr,
+            lifecycle,
+            stats,
+        } = self;
+        let registry = Arc::new(
+            Registry::new(config.idle_timeout, config.header_timeout).map_err(Error::Spawn)?,
+        );
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
+        let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<usize>();
+        let running: Arc<[RunningSlot]> = (0..config.workers)
+            .map(|_| RunningSlot::default())
+            .collect();
+        let context = Arc::new(WorkerContext {
+            registry: Arc::clone(&registry),
+            lifecycle: Arc::clone(&lifecycle),
+            handler: Arc::new(handler),
+            limits: config.limits(),
+            max_requests_per_connection: config.max_requests_per_connection,
+            running: Arc::clone(&running),
+        });
+        let workers = (0..config.workers)
+            .map(|id| {
+                let queue = queue_rx.clone();
+                let context = Arc::clone(&context);
+                let exited = WorkerExit {
+                    id,
+                    notify: exit_tx.clone(),
+                };
+                std::thread::Builder::new()
+                    .name(format!("worker-{id}"))
+                    .spawn(move || {
+                        let _exited = exited;
+                        worker::run(id, &queue, &context);
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Spawn)?;
+        drop(exit_tx);
+        let poller = {
+            let registry = Arc::clone(&registry);
+            let lifecycle = Arc::clone(&lifecycle);
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("poller".into())
+                .spawn(move || poller::run(&registry, queue_tx, &lifecycle, &stats))
+                .map_err(Error::Spawn)?
+        };
+        let acceptor = Acceptor::spawn(
+            listener,
+            Arc::clone(&registry),
+            Arc::clone(&lifecycle),
+            Arc::clone(&stats),
+            config.max_connections,
+        )
+        .map_err(Error::Spawn)?;
+        log::info!("listening on {local_addr} with {} workers", config.workers);
+
+        let mut threads = Threads {
+            acceptor: Some(acceptor),
+            poller: Some(poller),
+            workers,
+            exits: exit_rx,
+            queue: queue_rx,
+            registry,
+            running,
+            lifecycle: Arc::clone(&lifecycle),
+        };
+        drop(context);
+        let timeouts = Timeouts {
+            drain_delay: config.drain_delay,
+            shutdown: config.shutdown_timeout,
+            last_call: config.last_call,
+            cleanup: config.cleanup_timeout,
+        };
+        Ok(coordinator::run(&lifecycle, timeouts, &mut threads))
+    }
+}
+
+/// Tells the server a worker thread has ended, also when it unwinds.
+struct WorkerExit {
+    id: usize,
+    notify: crossbeam_channel::Sender<usize>,
+}
+
+impl Drop for WorkerExit {
+    fn drop(&mut self) {
+        let _ = self.notify.send(self.id);
+    }
+}
+
+/// The running threads, as the shutdown sequence drives them.
+struct Threads {
+    acceptor: Option<Acceptor>,
+    poller: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    exits: Receiver<usize>,
+    /// A receiver of the worker queue, to answer what is left in it.
+    queue: Receiver<Box<Conn>>,
+    registry: Arc<Registry>,
+    running: Arc<[RunningSlot]>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Drain for Threads {
+    fn stop_accepting(&mut self) {
+        if let Some(acceptor) = self.acceptor.take() {
+            acceptor.stop_accepting();
+        }
+    }
+
+    fn last_call(&mut self, until: Instant) {
+        self.registry.begin_last_call(until);
+    }
+
+    fn refuse_queued(&mut self) -> u64 {
+        let mut refused = 0;
+        while let Ok(mut conn) = self.queue.try_recv() {
+            refused += 1;
+            conn.http.respond_and_close(&worker::shutting_down());
+            conn.http.flush_now();
+            conn.http.shutdown_write();
+            self.registry.linger(conn);
+        }
+        refused
+    }
+
+    fn running(&self) -> Vec<AbandonedRequest> {
+        worker::running_requests(&self.running)
+    }
+
+    fn stop(&mut self, abandoned: usize, deadline: Instant) {
+        self.registry.request_stop();
+        if let Some(poller) = self.poller.take() {
+            if poller.join().is_err() {
+                log::error!("the poller thread panicked");
+            }
+        }
+        let refused = self.refuse_queued();
+        if refused > 0 {
+            self.lifecycle
+                .refused
+                .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut exited = vec![false; self.workers.len()];
+        let mut left = self.workers.len();
+        while left > abandoned {
+            match self.exits.recv_deadline(deadline) {
+                Ok(id) => {
+                    exited[id] = true;
+                    left -= 1;
+                }
+                Err(_) => break,
+            }
+        }
+        for (id, thread) in std::mem::take(&mut self.workers).into_iter().enumerate() {
+            if exited[id] {
+                if thread.join().is_err() {
+                    log::error!("worker {id} panicked");
+                }
+            } else {
+                log::warn!("worker {id} is still running an abandoned request; not waiting for it");
+            }
+        }
+    }
+}
