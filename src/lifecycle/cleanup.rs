@@ -206,9 +206,10 @@ mod tests {
             Ok::<(), String>(())
         });
         let started = Instant::now();
-        let reports = cleanup.run(Duration::from_millis(400));
+        // Four hooks in 2 s: the hanging one, first to run, gets 500 ms.
+        let reports = cleanup.run(Duration::from_secs(2));
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(3),
             "cleanup took {:?}",
             started.elapsed()
         );

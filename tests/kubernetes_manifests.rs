@@ -1,0 +1,1205 @@
+//! The manifests in `kubernetes/` keep the promise that a rolling update or a node drain loses
+//! no request.
+//!
+//! Each rule is a `check_*` function that takes parsed documents and returns the violations it
+//! found, worded for whoever edits the manifests. The first group of tests runs every check on
+//! the real files and expects none; the second group mutates the real files in memory and
+//! expects the right violation, which proves that each check can fail.
+//!
+//! Schema validity (field names, types) is checked by `.ci/kubernetes-check`; this file checks
+//! what a schema cannot: the shutdown budget, and that the files agree with each other and with
+//! the service (routes, port, environment variables, the Dockerfile's user).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Routes and port of the service, as its configuration and router define them.
+const READINESS_PATH: &str = "/readyz";
+const LIVENESS_PATH: &str = "/healthz";
+const SERVICE_PORT: i64 = 8080;
+
+/// What the pod must still have once preStop, drain, shutdown and cleanup took their maximum.
+const GRACE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Manifests that `kubectl apply -k kubernetes/` must apply. `secret.example.yaml` is
+/// deliberately not one of them.
+const APPLIED_MANIFESTS: &[&str] = &[
+    "configmap.yaml",
+    "deployment.yaml",
+    "service.yaml",
+    "pdb.yaml",
+    "hpa.yaml",
+];
+const EXAMPLE_SECRET: &str = "secret.example.yaml";
+
+/// What a check found wrong; empty when the manifests keep the rule.
+type Violations = Vec<String>;
+
+/// Every file of `kubernetes/`, parsed.
+#[derive(Clone)]
+struct Manifests {
+    deployment: Yaml,
+    service: Yaml,
+    pdb: Yaml,
+    hpa: Yaml,
+    configmap: Yaml,
+    secret_example: Yaml,
+    kustomization: Yaml,
+    dockerfile: String,
+}
+
+fn kubernetes_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("kubernetes")
+}
+
+fn read(file: &str) -> String {
+    let path = kubernetes_dir().join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+/// Parses `file`, which must hold exactly one YAML document of the given kind.
+fn load_one(file: &str, kind: &str) -> Yaml {
+    let mut docs = YamlLoader::load_from_str(&read(file))
+        .unwrap_or_else(|err| panic!("kubernetes/{file} is not valid YAML: {err}"));
+    assert_eq!(
+        docs.len(),
+        1,
+        "kubernetes/{file} must hold exactly one document"
+    );
+    let doc = docs.remove(0);
+    assert_eq!(
+        doc["kind"].as_str(),
+        Some(kind),
+        "kubernetes/{file} must be a {kind}"
+    );
+    doc
+}
+
+fn load() -> Manifests {
+    Manifests {
+        deployment: load_one("deployment.yaml", "Deployment"),
+        service: load_one("service.yaml", "Service"),
+        pdb: load_one("pdb.yaml", "PodDisruptionBudget"),
+        hpa: load_one("hpa.yaml", "HorizontalPodAutoscaler"),
+        configmap: load_one("configmap.yaml", "ConfigMap"),
+        secret_example: load_one(EXAMPLE_SECRET, "Secret"),
+        kustomization: load_one("kustomization.yaml", "Kustomization"),
+        dockerfile: read("Dockerfile"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the documents
+// ---------------------------------------------------------------------------------------------
+
+/// Parses a duration the way the service parses its configuration: `30s`, `250ms`, `2m`, or a
+/// bare integer meaning seconds. Anything else (`1h`, `1.5s`, `30 s`, `-1s`) is an error.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (digits, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1_000)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60_000)
+    } else {
+        (text, 1_000)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a duration (expected e.g. \"30s\", \"250ms\", \"2m\" or \"30\")"
+        ));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too large a duration"))
+}
+
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A scalar as it reads in the manifest (`"/healthz"`, `9090`), for violation messages.
+fn show(yaml: &Yaml) -> String {
+    match yaml {
+        Yaml::String(s) => format!("{s:?}"),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Real(r) => r.clone(),
+        Yaml::Boolean(b) => b.to_string(),
+        Yaml::Null => "null".to_owned(),
+        Yaml::BadValue => "(missing)".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn items(yaml: &Yaml) -> &[Yaml] {
+    yaml.as_vec().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn pod_spec(deployment: &Yaml) -> &Yaml {
+    &deployment["spec"]["template"]["spec"]
+}
+
+fn containers(deployment: &Yaml) -> impl Iterator<Item = &Yaml> {
+    let spec = pod_spec(deployment);
+    items(&spec["initContainers"])
+        .iter()
+        .chain(items(&spec["containers"]))
+}
+
+/// The container `api`, which serves the requests.
+fn api_container(deployment: &Yaml) -> Option<&Yaml> {
+    items(&pod_spec(deployment)["containers"])
+        .iter()
+        .find(|c| c["name"].as_str() == Some("api"))
+}
+
+fn name_of(doc: &Yaml) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or("<unnamed>")
+}
+
+fn grace_period_seconds(deployment: &Yaml) -> Option<i64> {
+    pod_spec(deployment)["terminationGracePeriodSeconds"].as_i64()
+}
+
+/// Where a container's environment variable gets its value, with `env` taking precedence over
+/// `envFrom` and a later `envFrom` source over an earlier one, as in Kubernetes.
+#[derive(Debug, PartialEq)]
+enum EnvSource {
+    Literal(String),
+    ConfigMap {
+        name: String,
+        key: String,
+    },
+    Secret {
+        name: String,
+        key: String,
+        optional: bool,
+    },
+    Other,
+    Unset,
+}
+
+impl std::fmt::Display for EnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvSource::Literal(value) => write!(f, "the literal value {value:?}"),
+            EnvSource::ConfigMap { name, key } => write!(f, "ConfigMap {name} key {key}"),
+            EnvSource::Secret { name, key, .. } => write!(f, "Secret {name} key {key}"),
+            EnvSource::Other => f.write_str("another valueFrom source"),
+            EnvSource::Unset => f.write_str("nowhere (it is unset)"),
+        }
+    }
+}
+
+fn env_source(container: &Yaml, var: &str, m: &Manifests) -> EnvSource {
+    if let Some(entry) = items(&container["env"])
+        .iter()
+        .find(|e| e["name"].as_str() == Some(var))
+    {
+        if let Some(value) = entry["value"].as_str() {
+            return EnvSource::Literal(value.to_owned());
+        }
+        let from = &entry["valueFrom"];
+        let reference = |r: &Yaml| {
+            (
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["key"].as_str().unwrap_or_default().to_owned(),
+                r["optional"].as_bool().unwrap_or(false),
+            )
+        };
+        if from["configMapKeyRef"].is_hash() {
+            let (name, key, _) = reference(&from["configMapKeyRef"]);
+            return EnvSource::ConfigMap { name, key };
+        }
+        if from["secretKeyRef"].is_hash() {
+            let (name, key, optional) = reference(&from["secretKeyRef"]);
+            return EnvSource::Secret {
+                name,
+                key,
+                optional,
+            };
+        }
+        return EnvSource::Other;
+    }
+    // envFrom can only name keys of the documents we have: the ConfigMap and the example Secret.
+    for source in items(&container["envFrom"]).iter().rev() {
+        let prefix = source["prefix"].as_str().unwrap_or_default();
+        let Some(key) = var.strip_prefix(prefix) else {
+            continue;
+        };
+        for (field, doc, data) in [
+            ("configMapRef", &m.configmap, "data"),
+            ("secretRef", &m.secret_example, "stringData"),
+            ("secretRef", &m.secret_example, "data"),
+        ] {
+            let r = &source[field];
+            let name = r["name"].as_str().unwrap_or_default();
+            if r.is_hash() && name == name_of(doc) && !doc[data][key].is_badvalue() {
+                let (name, key) = (name.to_owned(), key.to_owned());
+                return if field == "configMapRef" {
+                    EnvSource::ConfigMap { name, key }
+                } else {
+                    let optional = r["optional"].as_bool().unwrap_or(false);
+                    EnvSource::Secret {
+                        name,
+                        key,
+                        optional,
+                    }
+                };
+            }
+        }
+    }
+    EnvSource::Unset
+}
+
+/// The value of `var` in the container, from a literal or from the ConfigMap.
+fn env_value(container: &Yaml, var: &str, m: &Manifests) -> Result<String, String> {
+    match env_source(container, var, m) {
+        EnvSource::Literal(value) => Ok(value),
+        EnvSource::ConfigMap { name, key } if name == name_of(&m.configmap) => {
+            let value = &m.configmap["data"][key.as_str()];
+            value
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{var}: ConfigMap {name} has no string key {key}"))
+        }
+        other => Err(format!(
+            "{var} has no value known here: it comes from {other}"
+        )),
+    }
+}
+
+/// Resolves a probe's or Service's port (a number or a port name) to the container port number.
+fn resolve_port(container: &Yaml, port: &Yaml) -> Option<i64> {
+    let ports = items(&container["ports"]);
+    match port {
+        Yaml::Integer(n) => ports
+            .iter()
+            .find_map(|p| p["containerPort"].as_i64().filter(|c| c == n)),
+        Yaml::String(name) => ports
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name.as_str()))
+            .and_then(|p| p["containerPort"].as_i64()),
+        _ => None,
+    }
+}
+
+/// Whether every label of `selector` is on the pod template with the same value.
+fn selects_pod_template(selector: &Yaml, deployment: &Yaml) -> Result<(), String> {
+    let Some(selector) = selector.as_hash().filter(|s| !s.is_empty()) else {
+        return Err("selects nothing (empty or missing selector)".to_owned());
+    };
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in selector {
+        let key = key.as_str().unwrap_or("<non-string key>");
+        if labels[key] != *value {
+            return Err(format!(
+                "selects {key}={} but the pod template has {key}={}",
+                show(value),
+                show(&labels[key])
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------------------------
+
+/// `terminationGracePeriodSeconds` is a pod field. On a container it is an unknown field:
+/// `kubectl` rejects it, a client that skips validation has it dropped, and either way the pod
+/// runs with the default of 30 s.
+fn check_grace_period_on_pod_spec(deployment: &Yaml) -> Violations {
+    let mut v = Violations::new();
+    for c in containers(deployment) {
+        if !c["terminationGracePeriodSeconds"].is_badvalue() {
+            v.push(format!(
+                "terminationGracePeriodSeconds is set on container `{}`, which has no such field: \
+                 move it to the pod spec (spec.template.spec)",
+                c["name"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    match grace_period_seconds(deployment) {
+        Some(s) if s > 0 => {}
+        Some(s) => v.push(format!(
+            "terminationGracePeriodSeconds is {s}: it must be positive"
+        )),
+        None => v.push(
+            "spec.template.spec.terminationGracePeriodSeconds is missing (an integer of seconds)"
+                .to_owned(),
+        ),
+    }
+    v
+}
+
+/// The preStop hook is the kubelet's native sleep, so the image needs no shell.
+fn check_pre_stop_sleep(deployment: &Yaml) -> Violations {
+    let Some(api) = api_container(deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    match api["lifecycle"]["preStop"]["sleep"]["seconds"].as_i64() {
+        Some(s) if s > 0 => vec![],
+        _ => vec!["container `api` needs lifecycle.preStop.sleep.seconds > 0".to_owned()],
+    }
+}
+
+/// terminationGracePeriodSeconds >= preStop sleep + DRAIN_DELAY + SHUTDOWN_TIMEOUT
+/// + CLEANUP_TIMEOUT + margin, so the kubelet never SIGKILLs a pod that is still draining.
+fn check_grace_budget(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let Some(grace) = grace_period_seconds(&m.deployment) else {
+        return vec!["spec.template.spec.terminationGracePeriodSeconds is missing".to_owned()];
+    };
+    let grace = Duration::from_secs(grace.max(0).unsigned_abs());
+    let pre_stop = api["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_i64()
+        .map_or(Duration::ZERO, |s| {
+            Duration::from_secs(s.max(0).unsigned_abs())
+        });
+
+    let mut v = Violations::new();
+    let mut parts = vec![("preStop sleep", pre_stop)];
+    for var in ["DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "CLEANUP_TIMEOUT"] {
+        match env_value(api, var, m).and_then(|text| parse_duration(&text)) {
+            Ok(d) => parts.push((var, d)),
+            Err(err) => v.push(format!("cannot compute the shutdown budget: {err}")),
+        }
+    }
+    if !v.is_empty() {
+        return v;
+    }
+    parts.push(("margin", GRACE_MARGIN));
+    let budget: Duration = parts.iter().map(|(_, d)| *d).sum();
+    if grace < budget {
+        let sum: Vec<String> = parts
+            .iter()
+            .map(|(n, d)| format!("{n} {}", seconds(*d)))
+            .collect();
+        v.push(format!(
+            "terminationGracePeriodSeconds {} is shorter than the shutdown budget {} = {}: \
+             the kubelet would SIGKILL a pod that is still draining",
+            seconds(grace),
+            seconds(budget),
+            sum.join(" + ")
+        ));
+    }
+    v
+}
+
+/// The service is told its grace period, so it can warn when its own budget does not fit.
+fn check_grace_period_env(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let grace = grace_period_seconds(&m.deployment);
+    match env_value(api, "GRACE_PERIOD_SECONDS", m) {
+        Ok(value) if value.parse::<i64>().ok() == grace && grace.is_some() => vec![],
+        Ok(value) => vec![format!(
+            "GRACE_PERIOD_SECONDS is {value:?} but terminationGracePeriodSeconds is {}",
+            show(&pod_spec(&m.deployment)["terminationGracePeriodSeconds"])
+        )],
+        Err(err) => vec![err],
+    }
+}
+
+/// Readiness on /readyz (503 while draining), liveness and startup on /healthz, all on the
+/// port the service listens on.
+fn check_probes(deployment: &Yaml) -> Violations {
+    let Some(api) = api_container(deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let mut v = Violations::new();
+    for (probe, path) in [
+        ("readinessProbe", READINESS_PATH),
+        ("livenessProbe", LIVENESS_PATH),
+        ("startupProbe", LIVENESS_PATH),
+    ] {
+        let get = &api[probe]["httpGet"];
+        if !get.is_hash() {
+            v.push(format!("container `api` has no {probe}.httpGet"));
+            continue;
+        }
+        if get["path"].as_str() != Some(path) {
+            v.push(format!(
+                "{probe} checks {}, expected {path:?}",
+                show(&get["path"])
+            ));
+        }
+        if resolve_port(api, &get["port"]) != Some(SERVICE_PORT) {
+            v.push(format!(
+                "{probe} port {} is not the container port {SERVICE_PORT}",
+                show(&get["port"])
+            ));
+        }
+        if !matches!(get["scheme"].as_str(), None | Some("HTTP")) {
+            v.push(format!("{probe} must use plain HTTP"));
+        }
+    }
+    v
+}
+
+/// The Deployment, the Service and the PodDisruptionBudget all select the pod template, and the
+/// Service sends traffic to the container port.
+fn check_selectors(m: &Manifests) -> Violations {
+    let mut v = Violations::new();
+    let d = &m.deployment;
+    let selectors = [
+        (
+            "Deployment spec.selector.matchLabels",
+            &d["spec"]["selector"]["matchLabels"],
+        ),
+        ("Service spec.selector", &m.service["spec"]["selector"]),
+        (
+            "PodDisruptionBudget spec.selector.matchLabels",
+            &m.pdb["spec"]["selector"]["matchLabels"],
+        ),
+    ];
+    for (what, selector) in selectors {
+        if let Err(err) = selects_pod_template(selector, d) {
+            v.push(format!("{what} {err}"));
+        }
+    }
+    if !m.pdb["spec"]["selector"]["matchExpressions"].is_badvalue() {
+        v.push("PodDisruptionBudget: use matchLabels only, so this check can follow it".to_owned());
+    }
+    if let Some(api) = api_container(d) {
+        for port in items(&m.service["spec"]["ports"]) {
+            let target = &port["targetPort"];
+            if resolve_port(api, target) != Some(SERVICE_PORT) {
+                v.push(format!(
+                    "Service targetPort {} is not the container port {SERVICE_PORT}",
+                    show(target)
+                ));
+            }
+        }
+    }
+    v
+}
+
+/// The budget lets a drain evict one pod at a time and never the last one.
+fn check_disruption_budget(m: &Manifests) -> Violations {
+    let replicas = m.deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let fewest = m.hpa["spec"]["minReplicas"]
+        .as_i64()
+        .map_or(replicas, |min| min.min(replicas));
+    let spec = &m.pdb["spec"];
+    let allowed = match (
+        spec["maxUnavailable"].as_i64(),
+        spec["minAvailable"].as_i64(),
+    ) {
+        (Some(max_unavailable), None) => max_unavailable.min(fewest - 1),
+        (None, Some(min_available)) => fewest - min_available,
+        _ => {
+            return vec![
+                "PodDisruptionBudget needs an integer maxUnavailable or minAvailable".to_owned(),
+            ];
+        }
+    };
+    if allowed < 1 {
+        return vec![format!(
+            "with {fewest} replicas the PodDisruptionBudget allows {allowed} evictions: \
+             a drain would either block or take the last pod"
+        )];
+    }
+    vec![]
+}
+
+/// Non-root, numeric uid, read-only root, no capabilities, no privilege escalation, the
+/// runtime's default seccomp profile, and no service-account token.
+fn check_security_context(deployment: &Yaml) -> Violations {
+    let Some(api) = api_container(deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let pod = pod_spec(deployment);
+    // A container setting overrides the pod's for the fields both have.
+    let effective = |field: &str| {
+        let own = &api["securityContext"][field];
+        if own.is_badvalue() {
+            &pod["securityContext"][field]
+        } else {
+            own
+        }
+    };
+    let mut v = Violations::new();
+    if effective("runAsNonRoot").as_bool() != Some(true) {
+        v.push("runAsNonRoot must be true".to_owned());
+    }
+    if effective("runAsUser").as_i64().is_none_or(|uid| uid <= 0) {
+        v.push("runAsUser must be a numeric non-root uid".to_owned());
+    }
+    if effective("seccompProfile")["type"].as_str() != Some("RuntimeDefault") {
+        v.push("seccompProfile.type must be RuntimeDefault".to_owned());
+    }
+    let own = &api["securityContext"];
+    if own["readOnlyRootFilesystem"].as_bool() != Some(true) {
+        v.push("container `api`: readOnlyRootFilesystem must be true".to_owned());
+    }
+    if own["allowPrivilegeEscalation"].as_bool() != Some(false) {
+        v.push("container `api`: allowPrivilegeEscalation must be false".to_owned());
+    }
+    if own["privileged"].as_bool() == Some(true) {
+        v.push("container `api` must not be privileged".to_owned());
+    }
+    if !items(&own["capabilities"]["drop"])
+        .iter()
+        .any(|c| c.as_str() == Some("ALL"))
+    {
+        v.push("container `api`: capabilities.drop must contain ALL".to_owned());
+    }
+    if !items(&own["capabilities"]["add"]).is_empty() {
+        v.push("container `api` must add no capabilities".to_owned());
+    }
+    if pod["automountServiceAccountToken"].as_bool() != Some(false) {
+        v.push("automountServiceAccountToken must be false on the pod spec".to_owned());
+    }
+    v
+}
+
+/// With a read-only root, TMPDIR must point at a mounted emptyDir.
+fn check_temp_dir(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let tmpdir = match env_value(api, "TMPDIR", m) {
+        Ok(dir) => dir,
+        Err(err) => return vec![err],
+    };
+    let mount = items(&api["volumeMounts"])
+        .iter()
+        .find(|mount| mount["mountPath"].as_str() == Some(tmpdir.trim_end_matches('/')));
+    let Some(mount) = mount else {
+        return vec![format!("TMPDIR is {tmpdir:?} but nothing is mounted there")];
+    };
+    let volume = items(&pod_spec(&m.deployment)["volumes"])
+        .iter()
+        .find(|vol| vol["name"] == mount["name"]);
+    match volume {
+        Some(vol) if vol["emptyDir"].is_hash() && mount["readOnly"].as_bool() != Some(true) => {
+            vec![]
+        }
+        _ => vec![format!(
+            "TMPDIR {tmpdir:?} must be a writable emptyDir volume"
+        )],
+    }
+}
+
+/// The service listens on every address of the pod, on the container port.
+fn check_listen_addr(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let expected = format!("0.0.0.0:{SERVICE_PORT}");
+    let mut v = Violations::new();
+    match env_value(api, "LISTEN_ADDR", m) {
+        Ok(addr) if addr == expected => {}
+        Ok(addr) => v.push(format!("LISTEN_ADDR is {addr:?}, expected {expected:?}")),
+        Err(err) => v.push(err),
+    }
+    if resolve_port(api, &Yaml::Integer(SERVICE_PORT)).is_none() {
+        v.push(format!(
+            "container `api` declares no containerPort {SERVICE_PORT}"
+        ));
+    }
+    v
+}
+
+/// The shutdown durations come from the ConfigMap and parse as durations.
+fn check_durations_from_configmap(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let mut v = Violations::new();
+    for var in ["DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "CLEANUP_TIMEOUT"] {
+        match env_source(api, var, m) {
+            EnvSource::ConfigMap { name, .. } if name == name_of(&m.configmap) => {
+                if let Err(err) = env_value(api, var, m).and_then(|text| parse_duration(&text)) {
+                    v.push(format!("{var}: {err}"));
+                }
+            }
+            other => v.push(format!(
+                "{var} must come from ConfigMap {}, not from {other}",
+                name_of(&m.configmap)
+            )),
+        }
+    }
+    v
+}
+
+/// The connection URLs, which hold passwords, come from the Secret; the database is required.
+fn check_urls_from_secret(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let secret = name_of(&m.secret_example);
+    let mut v = Violations::new();
+    for (var, may_be_optional) in [("DATABASE_URL", false), ("REDIS_URL", true)] {
+        match env_source(api, var, m) {
+            EnvSource::Secret {
+                name,
+                key,
+                optional,
+            } if name == secret => {
+                let example = &m.secret_example;
+                if example["stringData"][key.as_str()].is_badvalue()
+                    && example["data"][key.as_str()].is_badvalue()
+                {
+                    v.push(format!(
+                        "{var}: key {key} is missing from kubernetes/{EXAMPLE_SECRET}"
+                    ));
+                }
+                if optional && !may_be_optional {
+                    v.push(format!("{var} must not be optional: the service needs it"));
+                }
+            }
+            other => v.push(format!(
+                "{var} must come from Secret {secret}, not from {other}"
+            )),
+        }
+    }
+    v
+}
+
+/// A rolling update starts one new pod and waits for it to be ready before stopping an old one.
+fn check_rolling_update(deployment: &Yaml) -> Violations {
+    let strategy = &deployment["spec"]["strategy"];
+    let mut v = Violations::new();
+    if strategy["type"].as_str() != Some("RollingUpdate") {
+        v.push("spec.strategy.type must be RollingUpdate".to_owned());
+    }
+    let rolling = &strategy["rollingUpdate"];
+    if !matches!(&rolling["maxUnavailable"], Yaml::Integer(0)) {
+        v.push(format!(
+            "maxUnavailable is {}, expected 0",
+            show(&rolling["maxUnavailable"])
+        ));
+    }
+    if !matches!(&rolling["maxSurge"], Yaml::Integer(1)) {
+        v.push(format!(
+            "maxSurge is {}, expected 1",
+            show(&rolling["maxSurge"])
+        ));
+    }
+    v
+}
+
+/// Requests let the scheduler place the pod and the HPA compute utilisation; the memory limit
+/// bounds a leak.
+fn check_resources(deployment: &Yaml) -> Violations {
+    let Some(api) = api_container(deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let r = &api["resources"];
+    let mut v = Violations::new();
+    for (path, value) in [
+        ("requests.cpu", &r["requests"]["cpu"]),
+        ("requests.memory", &r["requests"]["memory"]),
+        ("limits.memory", &r["limits"]["memory"]),
+    ] {
+        if value.is_badvalue() || value.is_null() {
+            v.push(format!("container `api` needs resources.{path}"));
+        }
+    }
+    v
+}
+
+/// `kubectl apply -k kubernetes/` applies every manifest but never the example Secret.
+fn check_kustomization(kustomization: &Yaml) -> Violations {
+    let listed: Vec<&str> = items(&kustomization["resources"])
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    let mut v = Violations::new();
+    for file in APPLIED_MANIFESTS {
+        if !listed.contains(file) {
+            v.push(format!("kustomization.yaml does not list {file}"));
+        }
+    }
+    if listed.contains(&EXAMPLE_SECRET) {
+        v.push(format!(
+            "kustomization.yaml lists {EXAMPLE_SECRET}, which would apply fake credentials"
+        ));
+    }
+    for file in listed {
+        if !kubernetes_dir().join(file).is_file() {
+            v.push(format!(
+                "kustomization.yaml lists {file}, which does not exist"
+            ));
+        }
+    }
+    v
+}
+
+/// The image runs the binary as PID 1 (exec form, so it receives SIGTERM itself), as the
+/// numeric uid and gid the manifest declares.
+fn check_dockerfile(dockerfile: &str, deployment: &Yaml) -> Violations {
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let last = |keyword: &str| {
+        instructions.iter().rev().find_map(|line| {
+            let (word, rest) = line.split_once(char::is_whitespace)?;
+            word.eq_ignore_ascii_case(keyword).then(|| rest.trim())
+        })
+    };
+    let mut v = Violations::new();
+    match last("ENTRYPOINT") {
+        Some(r#"["/usr/local/bin/gremlins-api"]"#) => {}
+        Some(other) => v.push(format!(
+            "ENTRYPOINT {other} must be the exec form [\"/usr/local/bin/gremlins-api\"]: \
+             the shell form makes /bin/sh PID 1, which does not pass SIGTERM on"
+        )),
+        None => v.push("the Dockerfile has no ENTRYPOINT".to_owned()),
+    }
+    let pod = &pod_spec(deployment)["securityContext"];
+    let expected = match (pod["runAsUser"].as_i64(), pod["runAsGroup"].as_i64()) {
+        (Some(uid), Some(gid)) => format!("{uid}:{gid}"),
+        (Some(uid), None) => uid.to_string(),
+        _ => return vec!["the pod securityContext has no runAsUser to compare with".to_owned()],
+    };
+    match last("USER") {
+        Some(user) if user == expected => {}
+        Some(user) => v.push(format!(
+            "Dockerfile USER {user} differs from runAsUser/runAsGroup {expected} in deployment.yaml"
+        )),
+        None => v.push("the Dockerfile has no USER: the image would run as root".to_owned()),
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real manifests keep every rule
+// ---------------------------------------------------------------------------------------------
+
+#[track_caller]
+fn assert_keeps(rule: &str, violations: Violations) {
+    assert!(
+        violations.is_empty(),
+        "{rule}:\n  - {}",
+        violations.join("\n  - ")
+    );
+}
+
+#[test]
+fn durations_parse_like_the_service_configuration() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+    assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    for bad in [
+        "",
+        "s",
+        "1h",
+        "1.5s",
+        "30 s",
+        " 30s",
+        "-1s",
+        "+1s",
+        "30sec",
+        "99999999999999999999",
+    ] {
+        assert!(
+            parse_duration(bad).is_err(),
+            "{bad:?} must not parse as a duration"
+        );
+    }
+}
+
+#[test]
+fn grace_period_is_set_on_the_pod_spec_and_not_on_the_container() {
+    assert_keeps(
+        "grace period placement",
+        check_grace_period_on_pod_spec(&load().deployment),
+    );
+}
+
+#[test]
+fn pre_stop_hook_is_a_native_sleep() {
+    assert_keeps("preStop hook", check_pre_stop_sleep(&load().deployment));
+}
+
+#[test]
+fn grace_period_covers_pre_stop_drain_shutdown_and_cleanup_with_a_margin() {
+    assert_keeps("grace budget", check_grace_budget(&load()));
+}
+
+#[test]
+fn service_is_told_its_grace_period() {
+    assert_keeps("GRACE_PERIOD_SECONDS", check_grace_period_env(&load()));
+}
+
+#[test]
+fn probes_check_readyz_and_healthz_on_the_container_port() {
+    assert_keeps("probes", check_probes(&load().deployment));
+}
+
+#[test]
+fn service_and_disruption_budget_select_the_pod_template() {
+    assert_keeps("selectors", check_selectors(&load()));
+}
+
+#[test]
+fn a_drain_evicts_one_pod_at_a_time_and_never_the_last() {
+    assert_keeps("disruption budget", check_disruption_budget(&load()));
+}
+
+#[test]
+fn container_runs_unprivileged_on_a_read_only_root() {
+    assert_keeps(
+        "security context",
+        check_security_context(&load().deployment),
+    );
+}
+
+#[test]
+fn temp_dir_is_a_writable_empty_dir() {
+    assert_keeps("TMPDIR", check_temp_dir(&load()));
+}
+
+#[test]
+fn service_listens_on_every_address_on_the_container_port() {
+    assert_keeps("LISTEN_ADDR", check_listen_addr(&load()));
+}
+
+#[test]
+fn shutdown_durations_come_from_the_config_map() {
+    assert_keeps("durations", check_durations_from_configmap(&load()));
+}
+
+#[test]
+fn connection_urls_come_from_the_secret() {
+    assert_keeps("connection URLs", check_urls_from_secret(&load()));
+}
+
+#[test]
+fn rolling_update_adds_a_ready_pod_before_removing_one() {
+    assert_keeps("rolling update", check_rolling_update(&load().deployment));
+}
+
+#[test]
+fn container_requests_cpu_and_memory_and_limits_memory() {
+    assert_keeps("resources", check_resources(&load().deployment));
+}
+
+#[test]
+fn kustomization_applies_every_manifest_but_the_example_secret() {
+    assert_keeps("kustomization", check_kustomization(&load().kustomization));
+}
+
+#[test]
+fn image_runs_the_binary_as_pid_1_with_the_manifest_uid() {
+    let m = load();
+    assert_keeps("Dockerfile", check_dockerfile(&m.dockerfile, &m.deployment));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each check fails on a broken copy of the real manifests
+// ---------------------------------------------------------------------------------------------
+
+/// Follows `path` through mappings (keys) and sequences (numeric segments), for mutation.
+fn node_mut<'a>(yaml: &'a mut Yaml, path: &str) -> &'a mut Yaml {
+    path.split('.').fold(yaml, |node, segment| match node {
+        Yaml::Array(seq) => {
+            let i: usize = segment.parse().expect("BUG: numeric index into a sequence");
+            seq.get_mut(i)
+                .unwrap_or_else(|| panic!("the manifest has no element {segment} in {path}"))
+        }
+        Yaml::Hash(map) => map
+            .get_mut(&Yaml::String(segment.to_owned()))
+            .unwrap_or_else(|| panic!("the manifest has no key {segment} in {path}")),
+        _ => panic!("BUG: {segment} of {path} is not in a mapping or sequence"),
+    })
+}
+
+fn set(yaml: &mut Yaml, path: &str, key: &str, value: Yaml) {
+    node_mut(yaml, path)
+        .as_mut_hash()
+        .expect("BUG: set into a mapping")
+        .insert(Yaml::String(key.to_owned()), value);
+}
+
+fn remove(yaml: &mut Yaml, path: &str, key: &str) -> Yaml {
+    node_mut(yaml, path)
+        .as_mut_hash()
+        .expect("BUG: remove from a mapping")
+        .remove(&Yaml::String(key.to_owned()))
+        .unwrap_or_else(|| panic!("the manifest has no {path}.{key} for this test to change"))
+}
+
+#[track_caller]
+fn assert_reports(violations: &[String], expected: &str) {
+    assert!(
+        violations.iter().any(|v| v.contains(expected)),
+        "expected a violation containing {expected:?}, got {violations:#?}"
+    );
+}
+
+const POD: &str = "spec.template.spec";
+const API: &str = "spec.template.spec.containers.0";
+
+#[test]
+fn grace_period_moved_under_the_container_is_reported() {
+    let mut d = load().deployment;
+    let grace = remove(&mut d, POD, "terminationGracePeriodSeconds");
+    set(&mut d, API, "terminationGracePeriodSeconds", grace);
+
+    let violations = check_grace_period_on_pod_spec(&d);
+    assert_reports(
+        &violations,
+        "terminationGracePeriodSeconds is set on container `api`",
+    );
+    assert_reports(
+        &violations,
+        "spec.template.spec.terminationGracePeriodSeconds is missing",
+    );
+}
+
+#[test]
+fn grace_period_shorter_than_the_shutdown_budget_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.deployment,
+        POD,
+        "terminationGracePeriodSeconds",
+        Yaml::Integer(41),
+    );
+
+    assert_reports(
+        &check_grace_budget(&m),
+        "terminationGracePeriodSeconds 41s is shorter than the shutdown budget 42s = preStop sleep 5s \
+         + DRAIN_DELAY 0s + SHUTDOWN_TIMEOUT 30s + CLEANUP_TIMEOUT 5s + margin 2s",
+    );
+}
+
+#[test]
+fn shutdown_timeout_raised_past_the_grace_period_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.configmap,
+        "data",
+        "SHUTDOWN_TIMEOUT",
+        Yaml::String("2m".to_owned()),
+    );
+
+    assert_reports(
+        &check_grace_budget(&m),
+        "shorter than the shutdown budget 132s",
+    );
+}
+
+#[test]
+fn unparsable_duration_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.configmap,
+        "data",
+        "CLEANUP_TIMEOUT",
+        Yaml::String("5 seconds".to_owned()),
+    );
+
+    assert_reports(&check_grace_budget(&m), "\"5 seconds\" is not a duration");
+    assert_reports(
+        &check_durations_from_configmap(&m),
+        "CLEANUP_TIMEOUT: \"5 seconds\" is not a duration",
+    );
+}
+
+#[test]
+fn grace_period_env_out_of_step_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.deployment,
+        POD,
+        "terminationGracePeriodSeconds",
+        Yaml::Integer(60),
+    );
+
+    assert_reports(
+        &check_grace_period_env(&m),
+        "GRACE_PERIOD_SECONDS is \"45\" but terminationGracePeriodSeconds is 60",
+    );
+}
+
+#[test]
+fn readiness_probe_on_healthz_is_reported() {
+    let mut d = load().deployment;
+    set(
+        &mut d,
+        &format!("{API}.readinessProbe.httpGet"),
+        "path",
+        Yaml::String("/healthz".to_owned()),
+    );
+
+    assert_reports(
+        &check_probes(&d),
+        "readinessProbe checks \"/healthz\", expected \"/readyz\"",
+    );
+}
+
+#[test]
+fn probe_on_an_undeclared_port_is_reported() {
+    let mut d = load().deployment;
+    set(
+        &mut d,
+        &format!("{API}.livenessProbe.httpGet"),
+        "port",
+        Yaml::Integer(9090),
+    );
+
+    assert_reports(
+        &check_probes(&d),
+        "livenessProbe port 9090 is not the container port 8080",
+    );
+}
+
+#[test]
+fn service_selector_that_misses_the_pods_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.service,
+        "spec.selector",
+        "app.kubernetes.io/name",
+        Yaml::String("gremlins".to_owned()),
+    );
+
+    assert_reports(
+        &check_selectors(&m),
+        "Service spec.selector selects app.kubernetes.io/name=\"gremlins\" but the pod template has app.kubernetes.io/name=\"gremlins-api\"",
+    );
+}
+
+#[test]
+fn disruption_budget_that_blocks_drains_is_reported() {
+    let mut m = load();
+    remove(&mut m.pdb, "spec", "maxUnavailable");
+    set(&mut m.pdb, "spec", "minAvailable", Yaml::Integer(2));
+
+    assert_reports(&check_disruption_budget(&m), "allows 0 evictions");
+}
+
+#[test]
+fn privilege_escalation_and_a_writable_root_are_reported() {
+    let mut d = load().deployment;
+    let sc = format!("{API}.securityContext");
+    set(&mut d, &sc, "allowPrivilegeEscalation", Yaml::Boolean(true));
+    remove(&mut d, &sc, "readOnlyRootFilesystem");
+    remove(&mut d, POD, "automountServiceAccountToken");
+
+    let violations = check_security_context(&d);
+    assert_reports(&violations, "allowPrivilegeEscalation must be false");
+    assert_reports(&violations, "readOnlyRootFilesystem must be true");
+    assert_reports(&violations, "automountServiceAccountToken must be false");
+}
+
+#[test]
+fn shutdown_timeout_as_a_literal_env_value_is_reported() {
+    let mut m = load();
+    let env = node_mut(&mut m.deployment, &format!("{API}.env"))
+        .as_mut_vec()
+        .expect("BUG: env is a sequence");
+    env.push(
+        YamlLoader::load_from_str("{name: SHUTDOWN_TIMEOUT, value: 30s}")
+            .expect("BUG: YAML")
+            .remove(0),
+    );
+
+    assert_reports(
+        &check_durations_from_configmap(&m),
+        "SHUTDOWN_TIMEOUT must come from ConfigMap gremlins-api-config, not from the literal value \"30s\"",
+    );
+}
+
+#[test]
+fn database_url_as_a_literal_or_optional_is_reported() {
+    let mut m = load();
+    let api = api_container(&m.deployment).expect("BUG: deployment.yaml has container `api`");
+    let index = items(&api["env"])
+        .iter()
+        .position(|e| e["name"].as_str() == Some("DATABASE_URL"))
+        .expect("BUG: deployment.yaml sets DATABASE_URL in env");
+    let database_url = format!("{API}.env.{index}");
+    set(
+        &mut m.deployment,
+        &format!("{database_url}.valueFrom.secretKeyRef"),
+        "optional",
+        Yaml::Boolean(true),
+    );
+    assert_reports(
+        &check_urls_from_secret(&m),
+        "DATABASE_URL must not be optional",
+    );
+
+    remove(&mut m.deployment, &database_url, "valueFrom");
+    set(
+        &mut m.deployment,
+        &database_url,
+        "value",
+        Yaml::String("postgres://u:p@db/x".to_owned()),
+    );
+    assert_reports(
+        &check_urls_from_secret(&m),
+        "DATABASE_URL must come from Secret gremlins-api-secrets",
+    );
+}
+
+#[test]
+fn rolling_update_that_removes_a_pod_first_is_reported() {
+    let mut d = load().deployment;
+    set(
+        &mut d,
+        "spec.strategy.rollingUpdate",
+        "maxUnavailable",
+        Yaml::Integer(1),
+    );
+
+    assert_reports(&check_rolling_update(&d), "maxUnavailable is 1, expected 0");
+}
+
+#[test]
+fn example_secret_in_the_kustomization_is_reported() {
+    let mut k = load().kustomization;
+    node_mut(&mut k, "resources")
+        .as_mut_vec()
+        .expect("BUG: resources is a sequence")
+        .push(Yaml::String(EXAMPLE_SECRET.to_owned()));
+
+    assert_reports(
+        &check_kustomization(&k),
+        "which would apply fake credentials",
+    );
+}
+
+#[test]
+fn shell_form_entrypoint_and_a_foreign_uid_are_reported() {
+    let m = load();
+    let broken = m
+        .dockerfile
+        .replace(
+            r#"ENTRYPOINT ["/usr/local/bin/gremlins-api"]"#,
+            "ENTRYPOINT /usr/local/bin/gremlins-api",
+        )
+        .replace("USER 10001:10001", "USER 65532:65532");
+
+    let violations = check_dockerfile(&broken, &m.deployment);
+    assert_reports(&violations, "must be the exec form");
+    assert_reports(
+        &violations,
+        "Dockerfile USER 65532:65532 differs from runAsUser/runAsGroup 10001:10001",
+    );
+}
