@@ -82,6 +82,33 @@ pub struct Config {
     /// do not fit inside it.
     #[arg(long, env = "GRACE_PERIOD_SECONDS")]
     pub grace_period_seconds: Option<u64>,
+    /// PostgreSQL URL for the events store; unset: the built-in in-memory
+    /// store (data does not outlive the process).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis URL for the read-through cache and the request counters;
+    /// unset: no cache, counters stay in memory.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Time allowed to open a PostgreSQL connection (TCP and handshake).
+    #[arg(long, env = "DB_CONNECT_TIMEOUT", value_parser = parse_duration)]
+    pub db_connect_timeout: Duration,
+    /// `statement_timeout` set on every PostgreSQL session.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+    /// Time allowed for a Redis connect, read or write.
+    #[arg(long, env = "REDIS_TIMEOUT", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+    /// How long an event stays in the Redis cache.
+    #[arg(long, env = "CACHE_TTL", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+    /// How often request counters are written to Redis.
+    #[arg(long, env = "COUNTER_FLUSH_INTERVAL", value_parser = parse_duration)]
+    pub counter_flush_interval: Duration,
+    /// Request bodies larger than this are spooled to a temp file instead
+    /// of memory, in bytes.
+    #[arg(long, env = "SPOOL_THRESHOLD_BYTES")]
+    pub spool_threshold_bytes: u64,
     /// Serve `/test/sleep?ms=N` and `/test/panic` (for tests only).
     #[arg(long, env = "ENABLE_TEST_ROUTES", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub enable_test_routes: bool,
@@ -108,6 +135,14 @@ impl Default for Config {
             drain_delay: Duration::ZERO,
             last_call: Duration::from_millis(300),
             grace_period_seconds: None,
+            database_url: None,
+            redis_url: None,
+            db_connect_timeout: Duration::from_secs(2),
+            db_statement_timeout: Duration::from_secs(5),
+            redis_timeout: Duration::from_millis(500),
+            cache_ttl: Duration::from_secs(60),
+            counter_flush_interval: Duration::from_secs(10),
+            spool_threshold_bytes: 64 * 1024,
             enable_test_routes: false,
         }
     }
@@ -146,7 +181,7 @@ impl Config {
     /// The clap command, with every default taken from `Config::default()`.
     fn command_with_defaults() -> clap::Command {
         let defaults = Self::default();
-        let shown: [(&str, String); 17] = [
+        let shown: [(&str, String); 23] = [
             ("listen", defaults.listen.to_string()),
             ("workers", defaults.workers.to_string()),
             ("queue_capacity", defaults.queue_capacity.to_string()),
@@ -170,6 +205,24 @@ impl Config {
             ("cleanup_timeout", format_duration(defaults.cleanup_timeout)),
             ("drain_delay", format_duration(defaults.drain_delay)),
             ("last_call", format_duration(defaults.last_call)),
+            (
+                "db_connect_timeout",
+                format_duration(defaults.db_connect_timeout),
+            ),
+            (
+                "db_statement_timeout",
+                format_duration(defaults.db_statement_timeout),
+            ),
+            ("redis_timeout", format_duration(defaults.redis_timeout)),
+            ("cache_ttl", format_duration(defaults.cache_ttl)),
+            (
+                "counter_flush_interval",
+                format_duration(defaults.counter_flush_interval),
+            ),
+            (
+                "spool_threshold_bytes",
+                defaults.spool_threshold_bytes.to_string(),
+            ),
         ];
         shown
             .into_iter()
@@ -209,6 +262,11 @@ impl Config {
             ("WRITE_TIMEOUT", self.write_timeout),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
             ("CLEANUP_TIMEOUT", self.cleanup_timeout),
+            ("DB_CONNECT_TIMEOUT", self.db_connect_timeout),
+            ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+            ("REDIS_TIMEOUT", self.redis_timeout),
+            ("CACHE_TTL", self.cache_ttl),
+            ("COUNTER_FLUSH_INTERVAL", self.counter_flush_interval),
         ] {
             if value.is_zero() {
                 return fail(format!("{name} must be more than zero"));
@@ -247,6 +305,22 @@ impl Config {
             body_timeout: self.body_timeout,
             write_timeout: self.write_timeout,
         }
+    }
+}
+
+/// A connection URL with its password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            let password = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{password}@{host}{tail}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -341,6 +415,20 @@ mod tests {
             ..Config::default()
         };
         config.validate().expect("30s + 5s fits in 45s");
+    }
+
+    #[test]
+    fn urls_are_logged_without_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/events"),
+            "postgres://app:***@db:5432/events"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert!(!redact_url("postgres://u:p@w@h/db").contains("p@w"));
     }
 
     #[test]

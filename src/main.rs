@@ -27,12 +27,12 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> Result<u8, Error> {
-    let test_routes = config.enable_test_routes;
+    let app_config = config.clone();
     let server = Server::bind(config)?;
     let shutdown = server.shutdown_handle();
     let _signals = SignalListener::install(shutdown.clone()).map_err(Error::Signals)?;
-    log::info!("no DATABASE_URL configured: serving from the built-in in-memory store");
-    let report = server.run(App::new(shutdown, test_routes))?;
+    let app = App::new(&app_config, shutdown, server.stats()).map_err(Error::Spawn)?;
+    let report = server.run(app)?;
     log::info!("{}", report.to_json());
     Ok(report.exit_code)
 }

@@ -1,46 +1,141 @@
-//! The reference service: its routes, health and readiness, and the
-//! test-only routes.
+//! The reference service: its routes, health and readiness, metrics, the
+//! events API over its store and cache, and the test-only routes.
 
-use std::time::Duration;
+mod cache;
+mod clients;
+mod counters;
+mod events;
+mod metrics;
+mod spool;
+pub mod store;
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
 use crate::http::{Request, Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
-use crate::server::Handler;
+use crate::server::{Handler, Stats};
+
+pub use cache::{COUNTERS_KEY, Cache};
+pub use counters::{PeriodicFlush, RequestCounters, TOTAL_FIELD};
+use metrics::{Metrics, RequestLabels};
+use spool::Spool;
+use store::Store;
 
 /// Longest sleep `/test/sleep` accepts, so a typo cannot park a worker for
 /// hours.
 const MAX_TEST_SLEEP: Duration = Duration::from_secs(600);
+/// How long a dependency check behind `/readyz` is reused, so probes do
+/// not load the database.
+const READINESS_CACHE: Duration = Duration::from_secs(1);
+
+/// What the handlers work with.
+#[derive(Debug)]
+pub(crate) struct Services {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) metrics: Metrics,
+}
 
 /// The reference service's router.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct App {
+    services: Services,
+    counters: Arc<RequestCounters>,
     shutdown: ShutdownHandle,
+    stats: Arc<Stats>,
     test_routes: bool,
+    /// The last dependency check and when it ran; written by whichever
+    /// worker answers `/readyz` after it expired.
+    readiness: Mutex<Option<(Instant, bool)>>,
 }
 
 impl App {
-    /// The service; `test_routes` adds `/test/sleep` and `/test/panic`.
-    pub fn new(shutdown: ShutdownHandle, test_routes: bool) -> Self {
-        if test_routes {
+    /// Builds the service from `config`: opens the store and cache
+    /// (lazily: nothing connects yet), creates the spool dir, starts the
+    /// counter flush, and registers the cleanup hooks `cleanup_temp_files`
+    /// and `flush_metrics` (which run in the reverse order).
+    pub fn new(
+        config: &Config,
+        shutdown: ShutdownHandle,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<Self> {
+        if config.enable_test_routes {
             log::warn!(
                 "TEST ROUTES ENABLED: /test/sleep and /test/panic are served; never do this in production"
             );
         }
-        Self {
-            shutdown,
-            test_routes,
+        let store = store::open(config);
+        let cache = Arc::new(Cache::new(
+            config.redis_url.as_deref(),
+            config.redis_timeout,
+            config.cache_ttl,
+        ));
+        let spool = Arc::new(Spool::create(config.spool_threshold_bytes)?);
+        let counters = Arc::new(RequestCounters::default());
+        {
+            let spool = Arc::clone(&spool);
+            shutdown.register_cleanup("cleanup_temp_files", move || spool.remove());
         }
+        if cache.is_enabled() {
+            let flush = PeriodicFlush::start(
+                Arc::clone(&counters),
+                Arc::clone(&cache),
+                config.counter_flush_interval,
+            )?;
+            let counters = Arc::clone(&counters);
+            let cache = Arc::clone(&cache);
+            shutdown.register_cleanup("flush_metrics", move || {
+                flush.stop();
+                counters.flush(&cache)
+            });
+        }
+        Ok(Self {
+            services: Services {
+                store,
+                cache,
+                spool,
+                metrics: Metrics::default(),
+            },
+            counters,
+            shutdown,
+            stats,
+            test_routes: config.enable_test_routes,
+            readiness: Mutex::new(None),
+        })
     }
 
     fn readyz(&self) -> Response {
         if self.shutdown.is_shutting_down() {
-            Response::error(
+            return Response::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting down",
                 "DRYAD-SYS-5031",
-            )
-        } else {
+            );
+        }
+        let now = Instant::now();
+        let mut last = self
+            .readiness
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ready = match *last {
+            Some((checked, ready)) if now.duration_since(checked) < READINESS_CACHE => ready,
+            _ => {
+                let ready = self.services.store.check().is_ok();
+                *last = Some((now, ready));
+                ready
+            }
+        };
+        if ready {
             Response::text(StatusCode::OK, "ready")
+        } else {
+            Response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unreachable",
+                "DRYAD-DB-5032",
+            )
         }
     }
 
@@ -58,39 +153,83 @@ impl App {
         std::thread::sleep(Duration::from_millis(millis).min(MAX_TEST_SLEEP));
         Response::text(StatusCode::OK, "ok")
     }
-}
 
-/// What a path allows, and the response for a method it allows.
-enum Route {
-    Found(Response),
-    WrongMethod(&'static str),
-    Missing,
-}
-
-impl Handler for App {
-    fn handle(&self, request: &mut Request<'_>) -> Response {
-        let get = matches!(request.method(), "GET" | "HEAD");
-        let route = match request.path() {
-            "/" if get => Route::Found(Response::text(StatusCode::OK, "ok")),
-            "/healthz" if get => Route::Found(Response::text(StatusCode::OK, "ok")),
-            "/readyz" if get => Route::Found(self.readyz()),
-            "/test/sleep" if self.test_routes && get => Route::Found(Self::test_sleep(request)),
-            "/test/panic" if self.test_routes && get => panic!("/test/panic was requested"),
-            "/" | "/healthz" | "/readyz" => Route::WrongMethod("GET, HEAD"),
-            "/test/sleep" | "/test/panic" if self.test_routes => Route::WrongMethod("GET, HEAD"),
-            _ => Route::Missing,
-        };
-        match route {
-            Route::Found(response) => response,
-            Route::WrongMethod(allow) => Response::error(
+    /// Routes a request: the route template (for metrics) and the answer.
+    fn route(&self, request: &mut Request<'_>) -> (&'static str, Response) {
+        let method = request.method();
+        let read = matches!(method, "GET" | "HEAD");
+        let path = request.path();
+        let wrong_method = |route: &'static str, allow: &'static str| {
+            let response = Response::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this route",
                 "DRYAD-APP-4050",
             )
-            .with_header("Allow", allow),
-            Route::Missing => {
-                Response::error(StatusCode::NOT_FOUND, "no such route", "DRYAD-APP-4040")
-            }
+            .with_header("Allow", allow);
+            (route, response)
+        };
+        if let Some(id) = path.strip_prefix("/v1/events/") {
+            return if read {
+                ("/v1/events/{id}", events::get(&self.services, id))
+            } else {
+                wrong_method("/v1/events/{id}", "GET, HEAD")
+            };
         }
+        match (path, read) {
+            ("/", true) => ("/", Response::text(StatusCode::OK, "ok")),
+            ("/healthz", true) => ("/healthz", Response::text(StatusCode::OK, "ok")),
+            ("/readyz", true) => ("/readyz", self.readyz()),
+            ("/metrics", true) => (
+                "/metrics",
+                self.services
+                    .metrics
+                    .render(&self.shutdown, &self.stats, &self.services.cache),
+            ),
+            ("/v1/events", true) => ("/v1/events", events::list(&self.services, request)),
+            ("/v1/events", false) if method == "POST" => {
+                ("/v1/events", events::create(&self.services, request))
+            }
+            ("/v1/events", false) => wrong_method("/v1/events", "GET, HEAD, POST"),
+            ("/test/sleep", true) if self.test_routes => ("/test/sleep", Self::test_sleep(request)),
+            ("/test/panic", true) if self.test_routes => panic!("/test/panic was requested"),
+            ("/" | "/healthz" | "/readyz" | "/metrics", false) => {
+                wrong_method("other", "GET, HEAD")
+            }
+            _ => (
+                "other",
+                Response::error(StatusCode::NOT_FOUND, "no such route", "DRYAD-APP-4040"),
+            ),
+        }
+    }
+}
+
+/// The methods the request counter names; others count as `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+impl Handler for App {
+    fn handle(&self, request: &mut Request<'_>) -> Response {
+        let method = method_label(request.method());
+        let (route, response) = self.route(request);
+        let status = response.status().0;
+        self.services.metrics.record(RequestLabels {
+            route,
+            method,
+            status,
+        });
+        self.counters.record(route, method, status);
+        response
+    }
+
+    fn worker_exit(&self) {
+        clients::close_all();
     }
 }

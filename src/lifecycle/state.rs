@@ -193,6 +193,16 @@ impl ShutdownHandle {
         self.lifecycle.is_shutting_down()
     }
 
+    /// Requests from a parsed head until their response is written.
+    pub fn in_flight_requests(&self) -> usize {
+        self.lifecycle.requests.count()
+    }
+
+    /// Open client connections.
+    pub fn open_connections(&self) -> usize {
+        self.lifecycle.connections.count()
+    }
+
     /// Registers a cleanup hook, run after the drain, last registered
     /// first, on its own thread, within the cleanup timeout.
     pub fn register_cleanup<F, E>(&self, name: &str, hook: F)

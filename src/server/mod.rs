@@ -34,6 +34,11 @@ use worker::{RunningSlot, WorkerContext};
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn handle(&self, request: &mut Request<'_>) -> Response;
+
+    /// Called on each worker thread as it exits during shutdown, after its
+    /// last request: the place to close connections the worker owns, in
+    /// the order they must close. Does nothing by default.
+    fn worker_exit(&self) {}
 }
 
 impl<F> Handler for F
@@ -56,6 +61,15 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     /// Connections closed because a head did not arrive in time.
     pub header_timeouts: AtomicU64,
+    /// The worker queue, once the server runs.
+    queue: std::sync::OnceLock<Receiver<Box<Conn>>>,
+}
+
+impl Stats {
+    /// Connections waiting in the queue for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.get().map_or(0, Receiver::len)
+    }
 }
 
 /// A bound server, not serving yet.
@@ -128,6 +142,7 @@ impl Server {
             Registry::new(config.idle_timeout, config.header_timeout).map_err(Error::Spawn)?,
         );
         let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
+        let _ = stats.queue.set(queue_rx.clone());
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<usize>();
         let running: Arc<[RunningSlot]> = (0..config.workers)
             .map(|_| RunningSlot::default())

@@ -87,6 +87,7 @@ pub(crate) fn run(id: usize, queue: &Receiver<Box<Conn>>, context: &WorkerContex
             };
         }
     }
+    context.handler.worker_exit();
 }
 
 /// Serves every complete request the connection has, then says where it

@@ -1,0 +1,279 @@
+//! The PostgreSQL store: one connection per worker, opened lazily within a
+//! bounded time, `statement_timeout` on the session, reconnected when it
+//! breaks, and the schema created at first connect.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Row, Statement};
+
+use super::{Event, Inserted, NewEvent, Store, StoreError};
+use crate::app::clients::{self, Owned};
+
+/// Serialises concurrent migrations (any constant unique to this service).
+const MIGRATION_LOCK: i64 = 0x6772_656d_6c69;
+
+/// The schema, idempotent.
+const MIGRATION: &str = "
+    CREATE TABLE IF NOT EXISTS events (
+        id BIGSERIAL PRIMARY KEY,
+        type TEXT NOT NULL,
+        payload JSONB NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )";
+
+/// The columns every query returns, in [`event_from_row`] order.
+const COLUMNS: &str = "id, type, payload, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// A worker's connection and its prepared statements.
+pub struct PostgresConnection {
+    client: Client,
+    insert: Statement,
+    by_key: Statement,
+    by_id: Statement,
+    page: Statement,
+}
+
+impl std::fmt::Debug for PostgresConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConnection")
+            .field("closed", &self.client.is_closed())
+            .finish()
+    }
+}
+
+/// Events in PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresStore {
+    owner: u64,
+    config: Result<postgres::Config, String>,
+    connect_timeout: Duration,
+    migrated: std::sync::Arc<AtomicBool>,
+}
+
+impl PostgresStore {
+    /// A store for `url`; nothing is connected until a worker needs it.
+    pub fn new(url: &str, connect_timeout: Duration, statement_timeout: Duration) -> Self {
+        let config = url
+            .parse::<postgres::Config>()
+            .map(|mut config| {
+                config
+                    .connect_timeout(connect_timeout)
+                    .keepalives(true)
+                    .keepalives_idle(Duration::from_secs(30))
+                    .application_name("gremlins-api")
+                    .options(&format!(
+                        "-c statement_timeout={}",
+                        statement_timeout.as_millis()
+                    ));
+                config
+            })
+            .map_err(|error| format!("invalid DATABASE_URL: {error}"));
+        if let Err(message) = &config {
+            log::error!("{message}");
+        }
+        Self {
+            owner: clients::next_owner_id(),
+            config,
+            connect_timeout,
+            migrated: std::sync::Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs `query` on this worker's connection, opening it first if
+    /// needed. A connection that broke is dropped, so the next call opens
+    /// a new one.
+    fn with_connection<R>(
+        &self,
+        query: impl FnOnce(&mut PostgresConnection) -> Result<R, postgres::Error>,
+    ) -> Result<R, StoreError> {
+        clients::with(|clients| {
+            if clients.postgres.as_ref().is_some_and(|owned| {
+                owned.owner != self.owner || owned.connection.client.is_closed()
+            }) {
+                clients.postgres = None;
+            }
+            if clients.postgres.is_none() {
+                let connection = self.connect(&mut clients.postgres_pending)?;
+                clients.postgres = Some(Owned {
+                    owner: self.owner,
+                    connection,
+                });
+            }
+            let Some(owned) = clients.postgres.as_mut() else {
+                return Err(StoreError::Unavailable("no connection".into()));
+            };
+            let result = query(&mut owned.connection);
+            let broken = owned.connection.client.is_closed();
+            result.map_err(|error| {
+                if broken || error.as_db_error().is_none() {
+                    clients.postgres = None;
+                }
+                log::error!("PostgreSQL query failed: {error}");
+                StoreError::Unavailable(error.to_string())
+            })
+        })
+    }
+
+    /// Opens a connection on a helper thread and waits at most
+    /// `connect_timeout`: the driver's own connect timeout does not cover a
+    /// server that accepts TCP and never answers. An attempt that is still
+    /// running is waited on again by the next call, so a worker has at most
+    /// one.
+    fn connect(
+        &self,
+        pending: &mut Option<Owned<clients::PendingConnect<PostgresConnection>>>,
+    ) -> Result<PostgresConnection, StoreError> {
+        let config = self
+            .config
+            .as_ref()
+            .map_err(|message| StoreError::Unavailable(message.clone()))?;
+        let attempt = match pending.take() {
+            Some(attempt) if attempt.owner == self.owner => attempt.connection,
+            _ => {
+                let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+                let config = config.clone();
+                let migrated = std::sync::Arc::clone(&self.migrated);
+                std::thread::Builder::new()
+                    .name("postgres-connect".into())
+                    .spawn(move || {
+                        let _ = done_tx.send(open_connection(&config, &migrated));
+                    })
+                    .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+                done_rx
+            }
+        };
+        match attempt.recv_timeout(self.connect_timeout) {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(message)) => {
+                log::error!("PostgreSQL connect failed: {message}");
+                Err(StoreError::Unavailable(message))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                *pending = Some(Owned {
+                    owner: self.owner,
+                    connection: attempt,
+                });
+                log::error!(
+                    "PostgreSQL connect timed out after {} ms",
+                    self.connect_timeout.as_millis()
+                );
+                Err(StoreError::Unavailable("connect timed out".into()))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(StoreError::Unavailable("connect attempt failed".into()))
+            }
+        }
+    }
+}
+
+/// Connects, creates the schema if this process has not yet, and prepares
+/// the statements.
+fn open_connection(
+    config: &postgres::Config,
+    migrated: &AtomicBool,
+) -> Result<PostgresConnection, String> {
+    let mut client = config.connect(NoTls).map_err(|error| error.to_string())?;
+    if !migrated.load(Ordering::Acquire) {
+        let mut transaction = client.transaction().map_err(|error| error.to_string())?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .and_then(|_| transaction.batch_execute(MIGRATION))
+            .map_err(|error| format!("creating the schema failed: {error}"))?;
+        transaction.commit().map_err(|error| error.to_string())?;
+        migrated.store(true, Ordering::Release);
+        log::info!("PostgreSQL schema is in place");
+    }
+    let prepare =
+        |client: &mut Client, sql: &str| client.prepare(sql).map_err(|error| error.to_string());
+    Ok(PostgresConnection {
+        insert: prepare(
+            &mut client,
+            &format!(
+                "INSERT INTO events (type, payload, idempotency_key) VALUES ($1, $2, $3) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+            ),
+        )?,
+        by_key: prepare(
+            &mut client,
+            &format!("SELECT {COLUMNS} FROM events WHERE idempotency_key = $1"),
+        )?,
+        by_id: prepare(
+            &mut client,
+            &format!("SELECT {COLUMNS} FROM events WHERE id = $1"),
+        )?,
+        page: prepare(
+            &mut client,
+            &format!("SELECT {COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2"),
+        )?,
+        client,
+    })
+}
+
+fn event_from_row(row: &Row) -> Result<Event, postgres::Error> {
+    Ok(Event {
+        id: row.try_get(0)?,
+        kind: row.try_get(1)?,
+        payload: row.try_get(2)?,
+        received_at: row.try_get(3)?,
+    })
+}
+
+impl Store for PostgresStore {
+    fn insert(
+        &self,
+        event: &NewEvent,
+        idempotency_key: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
+        self.with_connection(|connection| {
+            let inserted = connection.client.query_opt(
+                &connection.insert,
+                &[&event.kind, &event.payload, &idempotency_key],
+            )?;
+            if let Some(row) = inserted {
+                return Ok(Inserted::Created(event_from_row(&row)?));
+            }
+            // The key exists (a conflict is the only way no row comes back).
+            let first = event_from_row(
+                &connection
+                    .client
+                    .query_one(&connection.by_key, &[&idempotency_key])?,
+            )?;
+            Ok(
+                if first.kind == event.kind && first.payload == event.payload {
+                    Inserted::Replayed(first)
+                } else {
+                    Inserted::KeyConflict
+                },
+            )
+        })
+    }
+
+    fn get(&self, id: i64) -> Result<Option<Event>, StoreError> {
+        self.with_connection(|connection| {
+            connection
+                .client
+                .query_opt(&connection.by_id, &[&id])?
+                .as_ref()
+                .map(event_from_row)
+                .transpose()
+        })
+    }
+
+    fn list(&self, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.with_connection(|connection| {
+            let limit = i64::from(limit);
+            connection
+                .client
+                .query(&connection.page, &[&after, &limit])?
+                .iter()
+                .map(event_from_row)
+                .collect()
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.with_connection(|connection| connection.client.simple_query("SELECT 1").map(|_| ()))
+    }
+}
