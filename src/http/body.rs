@@ -255,7 +255,7 @@ impl Body<'_> {
         loop {
             let data = self.buffer.data();
             if let Some(at) = data.iter().position(|&byte| byte == b'\n') {
-                if at == 0 || data[at - 1] != b'\r' {
+                if at == 0 || data[at - 1] != b'\r' || at - 1 > MAX_CHUNK_LINE {
                     return Err(BodyError::BadChunk);
                 }
                 let line = data[..at - 1].to_vec();

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use super::body::{Body, BodyState};
 use super::buffer::ReadBuffer;
-use super::head::{self, Head, HeadError, Parsed};
+use super::head::{self, Head, HeadError, Parsed, Version};
 use super::limits::Limits;
 use super::request::Request;
-use super::response::Response;
+use super::response::{ConnectionHeader, Response};
 use super::transport::Transport;
 
 /// What [`Connection::poll_head`] found.
@@ -163,7 +163,12 @@ impl Connection {
         let mut request = self.request();
         let reusable = keep_alive && request.head.client_keep_alive && request.body.drain();
         let head_only = self.buffers.head.method() == "HEAD";
-        response.write_to(&mut self.buffers.write, !reusable, head_only);
+        let connection = match (reusable, self.buffers.head.version) {
+            (false, _) => ConnectionHeader::Close,
+            (true, Some(Version::Http10)) => ConnectionHeader::KeepAlive,
+            (true, _) => ConnectionHeader::None,
+        };
+        response.write_to(&mut self.buffers.write, connection, head_only);
         self.served += 1;
         reusable
     }
@@ -171,7 +176,7 @@ impl Connection {
     /// Queues a response with `Connection: close`, for a request that could
     /// not be parsed or will not be served.
     pub fn respond_and_close(&mut self, response: &Response) {
-        response.write_to(&mut self.buffers.write, true, false);
+        response.write_to(&mut self.buffers.write, ConnectionHeader::Close, false);
         self.served += 1;
     }
 

@@ -26,6 +26,8 @@ pub enum HeadError {
     UnsupportedTransferEncoding,
     /// The declared body is larger than `max_body_bytes`.
     BodyTooLarge,
+    /// `Host` is missing (HTTP/1.1), repeated, or not an authority.
+    BadHost,
 }
 
 impl HeadError {
@@ -71,6 +73,11 @@ impl HeadError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "DRYAD-HTTP-4131",
                 "request body too large",
+            ),
+            Self::BadHost => (
+                StatusCode::BAD_REQUEST,
+                "DRYAD-HTTP-4006",
+                "exactly one valid Host header is required",
             ),
         }
     }
@@ -229,8 +236,14 @@ fn read_semantics(head: &mut Head, limits: &Limits) -> Result<(), HeadError> {
     let mut expects_continue = false;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
+    let mut hosts = 0;
     for (name, value) in head.headers() {
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !is_valid_host(value) {
+                return Err(HeadError::BadHost);
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
             for item in value.split(|&byte| byte == b',') {
                 let length = parse_content_length(item.trim_ascii())?;
                 match content_length {
@@ -254,6 +267,10 @@ fn read_semantics(head: &mut Head, limits: &Limits) -> Result<(), HeadError> {
         }
     }
     let version = head.version.unwrap_or(Version::Http11);
+    // RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before.
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(HeadError::BadHost);
+    }
     let framing = match (content_length, chunked) {
         (Some(_), true) => return Err(HeadError::AmbiguousFraming),
         (_, true) if version == Version::Http10 => {
@@ -273,6 +290,15 @@ fn read_semantics(head: &mut Head, limits: &Limits) -> Result<(), HeadError> {
         Version::Http10 => connection_keep_alive && !connection_close,
     };
     Ok(())
+}
+
+/// A `Host` value is `host[:port]`: no white space, and none of the
+/// delimiters that would make it more than an authority. It may be empty
+/// (a target with no authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    !value
+        .iter()
+        .any(|&byte| byte.is_ascii_whitespace() || b",/?#@\\".contains(&byte) || byte < 0x20)
 }
 
 /// `Content-Length` is one or more ASCII digits; anything else (a sign,
@@ -327,9 +353,32 @@ mod tests {
     #[test]
     fn partial_head_asks_for_more() {
         assert_eq!(
-            parse_str("GET / HTTP/1.1\r\nHo").expect("partial").0,
+            parse_str("GET / HTTP/1.1\r\nHost: h\r\nHo")
+                .expect("partial")
+                .0,
             Parsed::Partial
         );
+    }
+
+    #[test]
+    fn host_must_be_one_valid_authority() {
+        let host = |text: &str| parse_str(text).err();
+        assert_eq!(host("GET / HTTP/1.1\r\n\r\n"), Some(HeadError::BadHost));
+        assert_eq!(
+            host("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            Some(HeadError::BadHost)
+        );
+        assert_eq!(
+            host("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Some(HeadError::BadHost)
+        );
+        assert_eq!(
+            host("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"),
+            Some(HeadError::BadHost)
+        );
+        assert_eq!(host("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), None);
+        assert_eq!(host("GET / HTTP/1.1\r\nHost:\r\n\r\n"), None);
+        assert_eq!(host("GET / HTTP/1.0\r\n\r\n"), None);
     }
 
     #[test]
@@ -350,11 +399,11 @@ mod tests {
     fn content_length_rules() {
         let ok = |text: &str| parse_str(text).map(|(_, head)| head.framing);
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n"),
             Ok(Some(Framing::Length(5)))
         );
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
+            ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
             Ok(Some(Framing::Length(5)))
         );
         for bad in [
@@ -366,23 +415,25 @@ mod tests {
             "+5",
             "5, 6",
         ] {
-            let text = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            let text = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {bad}\r\n\r\n");
             assert_eq!(ok(&text), Err(HeadError::BadContentLength), "{bad:?}");
         }
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\n"),
+            ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000000000\r\n\r\n"),
             Err(HeadError::BodyTooLarge)
         );
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            ok("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
             Err(HeadError::BodyTooLarge)
         );
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            ok(
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
             Err(HeadError::AmbiguousFraming)
         );
         assert_eq!(
-            ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            ok("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             Err(HeadError::UnsupportedTransferEncoding)
         );
     }
@@ -391,12 +442,12 @@ mod tests {
     fn limits_map_to_their_errors() {
         let many: String = (0..9).map(|n| format!("X-{n}: v\r\n")).collect();
         assert_eq!(
-            parse_str(&format!("GET / HTTP/1.1\r\n{many}\r\n")).err(),
+            parse_str(&format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n")).err(),
             Some(HeadError::TooManyHeaders)
         );
-        let long_uri = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100));
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(100));
         assert_eq!(parse_str(&long_uri).err(), Some(HeadError::UriTooLong));
-        let huge_header = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(2000));
+        let huge_header = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "a".repeat(2000));
         assert_eq!(parse_str(&huge_header).err(), Some(HeadError::TooLarge));
         let endless_line = format!("GET /{}", "a".repeat(2000));
         assert_eq!(parse_str(&endless_line).err(), Some(HeadError::UriTooLong));

@@ -141,7 +141,12 @@ impl Response {
     /// Appends the response to `out`, as HTTP/1.1, with `Connection: close`
     /// when `close` is set. A `HEAD` response keeps its `Content-Length`
     /// but sends no body.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>, close: bool, head_only: bool) {
+    pub(crate) fn write_to(
+        &self,
+        out: &mut Vec<u8>,
+        connection: ConnectionHeader,
+        head_only: bool,
+    ) {
         let reason = self.status.reason();
         // Writing into a Vec cannot fail.
         let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", self.status.0);
@@ -159,14 +164,27 @@ impl Response {
             }
         }
         let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
+        match connection {
+            ConnectionHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
+            ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+            ConnectionHeader::None => {}
         }
         out.extend_from_slice(b"\r\n");
         if !head_only {
             out.extend_from_slice(&self.body);
         }
     }
+}
+
+/// The `Connection` header a response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionHeader {
+    /// The server closes the connection after this response.
+    Close,
+    /// An HTTP/1.0 client asked to keep the connection and it is kept.
+    KeepAlive,
+    /// HTTP/1.1 persistence, the default: nothing to say.
+    None,
 }
 
 /// A header name or value a handler built must not split the head.
@@ -181,7 +199,7 @@ mod tests {
     #[test]
     fn writes_length_date_and_close() {
         let mut out = Vec::new();
-        Response::text(StatusCode::OK, "ok").write_to(&mut out, true, false);
+        Response::text(StatusCode::OK, "ok").write_to(&mut out, ConnectionHeader::Close, false);
         let text = String::from_utf8(out).expect("ascii");
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{text}");
         assert!(
@@ -204,7 +222,7 @@ mod tests {
         let mut out = Vec::new();
         Response::text(StatusCode::OK, "ok")
             .with_header("X-Evil", "a\r\nSet-Cookie: b")
-            .write_to(&mut out, false, false);
+            .write_to(&mut out, ConnectionHeader::None, false);
         assert!(!String::from_utf8_lossy(&out).contains("Set-Cookie"));
     }
 }

@@ -1,30 +1,40 @@
 //! Counts work in progress and lets one thread wait until there is none.
 //!
 //! The count is an `AtomicUsize`, so entering and leaving cost one atomic
-//! operation each. Waiters sleep on a `Condvar`; the only time a leaving
-//! thread touches the mutex is when it brings the count to zero, and it
-//! notifies while holding it, which closes the window between a waiter
-//! reading a non-zero count and going to sleep (see `leave`).
+//! operation each. Waiters sleep on a `Condvar`. The top bit of the same
+//! word says that someone waits: a leaving thread touches the mutex only
+//! when its decrement brings the count to zero with that bit set, and it
+//! notifies while holding the mutex, which closes the window between a
+//! waiter reading a non-zero count and going to sleep (see `leave`).
+//! Because the flag and the count share one atomic, every decrement and the
+//! waiter's registration are ordered by that word's modification order: no
+//! `SeqCst` reasoning across two locations is needed, and loom can check it.
 
-#[cfg(loom)]
+#[cfg(gremlins_loom)]
 use loom::sync::{Condvar, Mutex, atomic::AtomicUsize};
-#[cfg(not(loom))]
+#[cfg(not(gremlins_loom))]
 use std::sync::{Condvar, Mutex, atomic::AtomicUsize};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// The bit of `InFlight::state` that says a thread is in `wait_idle`.
+const WAITING: usize = 1 << (usize::BITS - 1);
+
 /// A count of things in progress (requests, connections).
 #[derive(Debug)]
 pub struct InFlight {
-    /// Written by `enter` (+1) and `leave` (-1) from any thread; read by
-    /// waiters under `idle_lock`. AcqRel/Acquire so a waiter that sees zero
-    /// also sees everything the last leaver did before leaving.
-    count: AtomicUsize,
-    /// Held by a waiter between reading the count and sleeping, and by the
-    /// leaver that brings the count to zero while it notifies.
-    idle_lock: Mutex<()>,
+    /// The count (low bits) and the `WAITING` flag (top bit). The count is
+    /// written by `enter` (+1) and `leave` (-1) from any thread; the flag
+    /// is set and cleared by waiters under `waiters`. AcqRel/Acquire, so a
+    /// waiter that sees zero also sees what the last leaver did before it
+    /// left.
+    state: AtomicUsize,
+    /// The number of threads in `wait_idle`; held by a waiter from setting
+    /// the flag until it sleeps, and by the leaver that brings the count to
+    /// zero while it notifies.
+    waiters: Mutex<usize>,
     idle: Condvar,
 }
 
@@ -46,15 +56,19 @@ impl InFlight {
     /// A tracker with nothing in progress.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            count: AtomicUsize::new(0),
-            idle_lock: Mutex::new(()),
+            state: AtomicUsize::new(0),
+            waiters: Mutex::new(0),
             idle: Condvar::new(),
         })
     }
 
     /// Starts one unit of work.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
+        let before = self.state.fetch_add(1, Ordering::AcqRel);
+        assert!(
+            before & !WAITING < WAITING - 1,
+            "BUG: in-flight count overflow"
+        );
         InFlightGuard {
             tracker: Arc::clone(self),
         }
@@ -62,18 +76,21 @@ impl InFlight {
 
     /// How many units are in progress now.
     pub fn count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & !WAITING
     }
 
     fn leave(&self) {
-        let before = self.count.fetch_sub(1, Ordering::AcqRel);
-        assert!(before > 0, "BUG: in-flight count went below zero");
-        if before == 1 {
-            // A waiter may have read the old count and be about to sleep.
-            // Taking the lock waits until it sleeps (releasing the lock) or
-            // until it has not read the count yet (it will read zero).
-            let _lock = self
-                .idle_lock
+        let before = self.state.fetch_sub(1, Ordering::AcqRel);
+        assert!(
+            before & !WAITING > 0,
+            "BUG: in-flight count went below zero"
+        );
+        // Without a waiter there is no one to wake: no lock, no syscall.
+        if before == WAITING | 1 {
+            // The waiter may have read the old count and be about to sleep.
+            // Taking the lock waits until it sleeps (releasing the lock).
+            let _waiters = self
+                .waiters
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             self.idle.notify_all();
@@ -84,28 +101,37 @@ impl InFlight {
     /// whether the count reached zero. (Under loom, which has no clock, the
     /// timed wait never times out, so a lost wake-up shows as a deadlock.)
     pub fn wait_idle(&self, deadline: Instant) -> bool {
-        let mut lock = self
-            .idle_lock
+        let mut waiters = self
+            .waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        loop {
-            if self.count() == 0 {
-                return true;
+        *waiters += 1;
+        // Set before the count is read: a leave ordered after this sees it.
+        let mut state = self.state.fetch_or(WAITING, Ordering::AcqRel);
+        let idle = loop {
+            if state & !WAITING == 0 {
+                break true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                break false;
             }
-            lock = self
+            waiters = self
                 .idle
-                .wait_timeout(lock, left)
+                .wait_timeout(waiters, left)
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
+            state = self.state.load(Ordering::Acquire);
+        };
+        *waiters -= 1;
+        if *waiters == 0 {
+            self.state.fetch_and(!WAITING, Ordering::AcqRel);
         }
+        idle
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(gremlins_loom)))]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -156,7 +182,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, gremlins_loom))]
 mod loom_model {
     use super::*;
 

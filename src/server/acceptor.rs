@@ -13,6 +13,7 @@ use polling::{Event, Events, Poller};
 
 use super::Stats;
 use super::listener;
+use super::log_limit::RateLimitedWarning;
 use super::registry::{Registry, Wait};
 use crate::http::{Connection, Response, StatusCode};
 use crate::lifecycle::Lifecycle;
@@ -37,6 +38,8 @@ struct Admission {
     lifecycle: Arc<Lifecycle>,
     stats: Arc<Stats>,
     max_connections: usize,
+    over_capacity: RateLimitedWarning,
+    accept_failed: RateLimitedWarning,
 }
 
 impl Acceptor {
@@ -55,18 +58,20 @@ impl Acceptor {
             poller.add(&listener, Event::readable(LISTENER_KEY))?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let admission = Admission {
+        let mut admission = Admission {
             registry,
             lifecycle,
             stats,
             max_connections,
+            over_capacity: RateLimitedWarning::default(),
+            accept_failed: RateLimitedWarning::default(),
         };
         let thread = {
             let poller = Arc::clone(&poller);
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || run(&listener, &poller, &stop, &admission))?
+                .spawn(move || run(&listener, &poller, &stop, &mut admission))?
         };
         Ok(Self {
             thread,
@@ -87,7 +92,7 @@ impl Acceptor {
     }
 }
 
-fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &Admission) {
+fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &mut Admission) {
     let mut events = Events::new();
     loop {
         events.clear();
@@ -115,7 +120,7 @@ fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &A
 /// Accepts until the backlog is empty; returns how many were accepted.
 /// On a resource error (EMFILE and the like) logs it, backs off and
 /// returns; the caller re-arms the listener and comes back.
-fn accept_all(listener: &TcpListener, admission: &Admission) -> usize {
+fn accept_all(listener: &TcpListener, admission: &mut Admission) -> usize {
     let mut accepted = 0;
     loop {
         match listener::accept(listener) {
@@ -131,10 +136,12 @@ fn accept_all(listener: &TcpListener, admission: &Admission) -> usize {
                         .stats
                         .accept_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    log::error!(
-                        "acceptor: accept failed: {error}; retrying in {} ms",
-                        ACCEPT_BACKOFF.as_millis()
-                    );
+                    admission.accept_failed.warn(|| {
+                        format!(
+                            "acceptor: accept failed: {error}; retrying in {} ms",
+                            ACCEPT_BACKOFF.as_millis()
+                        )
+                    });
                     std::thread::sleep(ACCEPT_BACKOFF);
                     return accepted;
                 }
@@ -143,7 +150,7 @@ fn accept_all(listener: &TcpListener, admission: &Admission) -> usize {
     }
 }
 
-fn admit(stream: std::net::TcpStream, admission: &Admission) {
+fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
     let open = admission.lifecycle.connections.enter();
     let mut http = Connection::new(stream);
     let wait = if admission.lifecycle.connections.count() > admission.max_connections {
@@ -151,10 +158,10 @@ fn admit(stream: std::net::TcpStream, admission: &Admission) {
             .stats
             .over_capacity
             .fetch_add(1, Ordering::Relaxed);
-        log::warn!(
-            "refused a connection: {} are open (max_connections)",
-            admission.max_connections
-        );
+        let max = admission.max_connections;
+        admission
+            .over_capacity
+            .warn(|| format!("refused a connection with 503: {max} are open (max_connections)"));
         http.respond_and_close(
             &Response::error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@
 
 mod acceptor;
 mod listener;
+mod log_limit;
 mod poller;
 mod registry;
 mod worker;

@@ -9,6 +9,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use polling::Events;
 
 use super::Stats;
+use super::log_limit::RateLimitedWarning;
 use super::registry::{Conn, Ready, Registry, Wait};
 use crate::http::{Response, StatusCode};
 use crate::lifecycle::Lifecycle;
@@ -22,6 +23,7 @@ pub(crate) fn run(
     stats: &Stats,
 ) {
     let mut events = Events::new();
+    let mut overloaded = RateLimitedWarning::default();
     loop {
         events.clear();
         let timeout = registry
@@ -37,7 +39,9 @@ pub(crate) fn run(
         }
         for event in events.iter() {
             match registry.take_ready(event.key) {
-                Some(Ready::Serve(conn)) => dispatch(registry, &queue, conn, stats),
+                Some(Ready::Serve(conn)) => {
+                    dispatch(registry, &queue, conn, stats, &mut overloaded)
+                }
                 Some(Ready::Linger(conn)) => registry.linger(conn),
                 None => {}
             }
@@ -71,11 +75,23 @@ pub(crate) fn run(
 
 /// Queues a ready connection for a worker; when the queue is full, answers
 /// 503 with `Retry-After` instead of waiting.
-fn dispatch(registry: &Registry, queue: &Sender<Box<Conn>>, conn: Box<Conn>, stats: &Stats) {
+fn dispatch(
+    registry: &Registry,
+    queue: &Sender<Box<Conn>>,
+    conn: Box<Conn>,
+    stats: &Stats,
+    overloaded: &mut RateLimitedWarning,
+) {
     match queue.try_send(conn) {
         Ok(()) => {}
         Err(TrySendError::Full(mut conn)) => {
             stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            overloaded.warn(|| {
+                format!(
+                    "refused a request with 503: all {} queue slots are taken",
+                    queue.len()
+                )
+            });
             conn.http.respond_and_close(
                 &Response::error(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -56,16 +56,18 @@ enum Place {
 struct Slot {
     id: u64,
     place: Place,
-    /// Whether a timer record for this connection is in the heap.
-    timer_queued: bool,
+    /// The deadline of this connection's live record in the heap, if any.
+    /// Records with another deadline are stale and skipped when they come
+    /// up; one is added only when a deadline moves earlier than the live
+    /// one (a later deadline is re-queued when the live record comes up),
+    /// so a connection has a handful of records at most.
+    timer_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
 struct Slots {
     slab: Slab<Slot>,
-    /// At most one record per connection: (deadline, key, id). A record
-    /// whose connection has moved its deadline is pushed again with the new
-    /// one when it comes up.
+    /// Timer records: (deadline, key, id); see `Slot::timer_at`.
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_id: u64,
     /// Set at shutdown: idle connections must not be kept past it.
@@ -134,7 +136,7 @@ impl Registry {
         let key = slots.slab.insert(Slot {
             id,
             place: Place::Busy { ready: false },
-            timer_queued: false,
+            timer_at: None,
         });
         // SAFETY: the socket is deleted from the poller before it is
         // dropped: `Conn`s leave the registry only through `close`, which
@@ -184,8 +186,8 @@ impl Registry {
             wait,
             deadline,
         };
-        if !slot.timer_queued {
-            slot.timer_queued = true;
+        if slot.timer_at.is_none_or(|at| deadline < at) {
+            slot.timer_at = Some(deadline);
             slots.timers.push(Reverse((deadline, key, id)));
         }
     }
@@ -299,23 +301,28 @@ impl Registry {
                 break;
             }
             slots.timers.pop();
-            let Some(slot) = slots.slab.get_mut(key).filter(|slot| slot.id == id) else {
+            let Some(slot) = slots
+                .slab
+                .get_mut(key)
+                .filter(|slot| slot.id == id && slot.timer_at == Some(due))
+            else {
                 continue;
             };
+            slot.timer_at = None;
             match &slot.place {
                 Place::Parked { deadline, .. } if *deadline > now => {
                     let deadline = *deadline;
+                    slot.timer_at = Some(deadline);
                     slots.timers.push(Reverse((deadline, key, id)));
                 }
                 Place::Parked { .. } => {
-                    slot.timer_queued = false;
                     if let Place::Parked { conn, wait, .. } =
                         std::mem::replace(&mut slot.place, Place::Busy { ready: false })
                     {
                         expired.push(Expired { conn, wait });
                     }
                 }
-                Place::Busy { .. } => slot.timer_queued = false,
+                Place::Busy { .. } => {}
             }
         }
         expired
@@ -331,12 +338,12 @@ impl Registry {
         let Slots { slab, timers, .. } = &mut *slots;
         timers.clear();
         for (key, slot) in slab.iter_mut() {
-            slot.timer_queued = false;
+            slot.timer_at = None;
             if let Place::Parked { wait, deadline, .. } = &mut slot.place {
                 if *wait == Wait::Idle {
                     *deadline = (*deadline).min(until);
                 }
-                slot.timer_queued = true;
+                slot.timer_at = Some(*deadline);
                 timers.push(Reverse((*deadline, key, slot.id)));
             }
         }

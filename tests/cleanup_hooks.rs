@@ -1,0 +1,2 @@
+//! Placeholder: the cleanup-hook process tests land with the shutdown tests.
+fn main() {}

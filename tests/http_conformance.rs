@@ -1,0 +1,520 @@
+//! HTTP/1.1 conformance of the engine, over real sockets on 127.0.0.1:
+//! keep-alive, HTTP/1.0, pipelining, chunked bodies, `Expect:
+//! 100-continue`, unread bodies, `HEAD`, `Date` and the per-connection
+//! request limit.
+//!
+//! Routes that do not read a body are tested on the reference binary; body
+//! reading is tested on `support::EchoServer`, the library with an `/echo`
+//! route.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime};
+
+use support::{Client, EchoServer, RESPONSE_TIMEOUT, Response, Service};
+
+/// How long a closed connection may take to show EOF.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn service(extra: &[&str]) -> Service {
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(extra);
+    Service::start(&args)
+}
+
+/// Opens a raw connection with a read timeout.
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(RESPONSE_TIMEOUT))
+        .expect("set the read timeout");
+    stream
+}
+
+/// Reads until the server closes the connection; panics with what was read
+/// if it does not within `RESPONSE_TIMEOUT`.
+fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Err(error) = stream.read_to_end(&mut bytes) {
+        panic!(
+            "waiting for the server to close the connection: {error}; read so far: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    bytes
+}
+
+fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
+
+fn assert_keeps_alive(response: &Response, what: &str) {
+    assert!(
+        !response.closes(),
+        "{what}: unexpected Connection: close: {response:?}"
+    );
+}
+
+fn assert_closed(client: &mut Client, what: &str) {
+    assert!(
+        client.is_closed_within(CLOSE_TIMEOUT),
+        "{what}: the server did not close the connection within {CLOSE_TIMEOUT:?}"
+    );
+}
+
+#[test]
+fn keep_alive_connection_serves_several_requests() {
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    for (round, path) in ["/", "/healthz", "/readyz", "/", "/healthz", "/readyz"]
+        .iter()
+        .enumerate()
+    {
+        let response = client.get(path);
+        assert_eq!(
+            response.status, 200,
+            "request {round} ({path}): {response:?}"
+        );
+        assert_keeps_alive(&response, &format!("request {round} ({path})"));
+    }
+    let response = client.get("/nope");
+    assert_eq!(response.status, 404, "{response:?}");
+    assert_keeps_alive(&response, "a 404 on a keep-alive connection");
+    assert_eq!(client.get("/").text(), "ok", "after the 404");
+}
+
+#[test]
+fn http10_request_is_answered_and_the_connection_closed() {
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    client.send(b"GET / HTTP/1.0\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), "ok");
+    assert!(
+        response.closes(),
+        "an HTTP/1.0 response without keep-alive must say Connection: close: {response:?}"
+    );
+    assert_closed(&mut client, "HTTP/1.0 without keep-alive");
+}
+
+#[test]
+fn http10_request_with_keep_alive_keeps_the_connection_open() {
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    for round in 0..3 {
+        client.send(b"GET /readyz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "round {round}: {response:?}");
+        assert_eq!(response.text(), "ready");
+        assert_keeps_alive(&response, &format!("HTTP/1.0 keep-alive, round {round}"));
+    }
+    // The last request of an HTTP/1.0 client that does not ask to keep the
+    // connection closes it.
+    client.send(b"GET / HTTP/1.0\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.closes(), "{response:?}");
+    assert_closed(&mut client, "HTTP/1.0 after keep-alive ended");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let service = service(&[]);
+    // (request, status, body check): every body tells its route apart.
+    let script: [(&str, u16, &str); 6] = [
+        ("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", 200, "ready"),
+        (
+            "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+            404,
+            "DRYAD-APP-4040",
+        ),
+        ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", 200, "ok"),
+        (
+            "DELETE /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            405,
+            "DRYAD-APP-4050",
+        ),
+        (
+            "GET /healthz?probe=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+            200,
+            "ok",
+        ),
+        (
+            "GET /elsewhere HTTP/1.1\r\nHost: t\r\n\r\n",
+            404,
+            "no such route",
+        ),
+    ];
+    const ROUNDS: usize = 20;
+    let mut batch = String::new();
+    for _ in 0..ROUNDS {
+        for (request, ..) in &script {
+            batch.push_str(request);
+        }
+    }
+    let mut client = Client::connect(service.addr);
+    client.send(batch.as_bytes());
+    for index in 0..ROUNDS * script.len() {
+        let (request, status, body) = script[index % script.len()];
+        let response = client
+            .try_read_response()
+            .unwrap_or_else(|error| panic!("response {index} ({request:?}): {error}"));
+        assert_eq!(
+            response.status, status,
+            "response {index} answers {request:?}: {response:?}"
+        );
+        assert!(
+            response.text().contains(body),
+            "response {index} answers {request:?}, expected a body with {body:?}: {:?}",
+            response.text()
+        );
+        assert_keeps_alive(&response, &format!("response {index}"));
+    }
+    assert_eq!(client.get("/readyz").text(), "ready", "after the pipeline");
+}
+
+#[test]
+fn chunked_request_body_is_decoded_with_extensions_and_trailers() {
+    let server = EchoServer::start(|_| {});
+    let mut client = Client::connect(server.addr);
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;name=value\r\nhello\r\n\
+          7;a;b=\"quoted\"\r\n, world\r\n\
+          A\r\n0123456789\r\n\
+          0;last=1\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n",
+    );
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), "hello, world0123456789");
+    assert_keeps_alive(&response, "after a chunked body with trailers");
+    // The trailers were consumed: the next request is read as one.
+    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nnext");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), "next");
+}
+
+#[test]
+fn chunked_body_larger_than_the_read_buffer_is_decoded() {
+    let server = EchoServer::start(|_| {});
+    let body: Vec<u8> = (0..300 * 1024)
+        .map(|index| b'a' + (index % 26) as u8)
+        .collect();
+    let mut request =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for chunk in body.chunks(1000) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let mut client = Client::connect(server.addr);
+    client.send(&request);
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.body.len(), body.len(), "decoded body length");
+    assert!(
+        response.body == body,
+        "the decoded body differs from the one sent"
+    );
+    assert_eq!(
+        client.get("/healthz").text(),
+        "ok",
+        "after a large chunked body"
+    );
+}
+
+#[test]
+fn expect_continue_gets_100_and_then_the_final_response_when_the_body_is_read() {
+    let server = EchoServer::start(|_| {});
+    let mut client = Client::connect(server.addr);
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    // The client waits for 100 before it sends the body.
+    let interim = client
+        .try_read_one()
+        .unwrap_or_else(|error| panic!("waiting for 100 Continue: {error}"));
+    assert_eq!(interim.status, 100, "{interim:?}");
+    client.send(b"hello");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), "hello");
+    assert_keeps_alive(&response, "after 100-continue");
+
+    // Same with a chunked body, and the connection still carries requests.
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
+          Expect: 100-continue\r\n\r\n",
+    );
+    let interim = client
+        .try_read_one()
+        .unwrap_or_else(|error| panic!("waiting for the second 100 Continue: {error}"));
+    assert_eq!(interim.status, 100, "{interim:?}");
+    client.send(b"3\r\nabc\r\n0\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.text(), "abc", "{response:?}");
+    assert_eq!(client.get("/healthz").text(), "ok");
+}
+
+#[test]
+fn expect_continue_without_a_body_read_gets_the_final_response_without_100_and_closes() {
+    // A handler of the library that does not read the body.
+    let server = EchoServer::start(|_| {});
+    let mut client = Client::connect(server.addr);
+    client.send(
+        b"POST /ignore HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let response = client
+        .try_read_one()
+        .unwrap_or_else(|error| panic!("waiting for the final response: {error}"));
+    assert_eq!(
+        response.status, 200,
+        "no 100 Continue expected: {response:?}"
+    );
+    assert_eq!(response.text(), "ignored");
+    assert!(response.closes(), "{response:?}");
+    assert_closed(&mut client, "after an unread 100-continue body");
+
+    // The reference binary's POST / (405, body never read).
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let response = client
+        .try_read_one()
+        .unwrap_or_else(|error| panic!("waiting for the final response: {error}"));
+    assert_eq!(
+        response.status, 405,
+        "no 100 Continue expected: {response:?}"
+    );
+    assert_eq!(response.header("allow"), Some("GET, HEAD"), "{response:?}");
+    assert!(response.closes(), "{response:?}");
+    assert_closed(&mut client, "after a 405 to a 100-continue request");
+    support::assert_still_serving(service.addr);
+}
+
+#[test]
+fn unread_body_is_skipped_and_the_next_request_is_answered() {
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    // A Content-Length body that looks like a request must not be served.
+    let smuggled = "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+    client.send(
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{smuggled}{}",
+            smuggled.len(),
+            get_request("/readyz")
+        )
+        .as_bytes(),
+    );
+    let response = client.read_response();
+    assert_eq!(response.status, 405, "{response:?}");
+    assert_keeps_alive(&response, "a small unread body is drained");
+    let response = client.read_response();
+    assert_eq!(
+        response.status, 200,
+        "the body was misread as a request: {response:?}"
+    );
+    assert_eq!(response.text(), "ready");
+
+    // The same with a chunked body, trailers included.
+    client.send(
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{smuggled}\r\n0\r\nX-Trailer: GET /nope HTTP/1.1\r\n\r\n{}",
+            smuggled.len(),
+            get_request("/readyz")
+        )
+        .as_bytes(),
+    );
+    let response = client.read_response();
+    assert_eq!(response.status, 405, "{response:?}");
+    assert_keeps_alive(&response, "a small unread chunked body is drained");
+    let response = client.read_response();
+    assert_eq!(
+        response.status, 200,
+        "the body was misread as a request: {response:?}"
+    );
+    assert_eq!(response.text(), "ready");
+}
+
+#[test]
+fn unread_body_over_the_drain_limit_closes_the_connection_instead_of_misreading_it() {
+    let service = service(&[]);
+    let stream = connect(service.addr);
+    let mut writer = stream.try_clone().expect("clone the stream");
+    // 100 KiB (more than the 64 KiB the server drains), full of requests.
+    let line = get_request("/nope");
+    let body = line.repeat(100 * 1024 / line.len() + 1);
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}{}",
+        body.len(),
+        get_request("/readyz")
+    );
+    let writing = std::thread::spawn(move || {
+        writer
+            .set_write_timeout(Some(RESPONSE_TIMEOUT))
+            .expect("set the write timeout");
+        // The server may close before it has all: a write error is fine.
+        let _ = writer.write_all(request.as_bytes());
+    });
+    let mut client = Client::from_stream(stream);
+    let response = client.read_response();
+    assert_eq!(response.status, 405, "{response:?}");
+    assert!(response.closes(), "{response:?}");
+    assert_closed(&mut client, "after a large unread body");
+    writing.join().expect("the writer thread");
+    support::assert_still_serving(service.addr);
+}
+
+#[test]
+fn head_response_has_content_length_but_no_body() {
+    let service = service(&[]);
+    let mut stream = connect(service.addr);
+    stream
+        .write_all(
+            b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n\
+              HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write the requests");
+    let bytes = read_to_eof(&mut stream);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // Three heads, and only the GET's body after the last one.
+    let parts: Vec<&str> = text.split("\r\n\r\n").collect();
+    assert_eq!(
+        parts.len(),
+        4,
+        "three heads and one body expected: {text:?}"
+    );
+    let content_length = |head: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .map(str::to_owned)
+    };
+    assert!(parts[0].starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert_eq!(content_length(parts[0]).as_deref(), Some("2"), "{text:?}");
+    assert!(
+        parts[1].starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{text:?}"
+    );
+    let not_found_length = content_length(parts[1]).expect("a Content-Length on HEAD 404");
+    assert_ne!(not_found_length, "0", "{text:?}");
+    assert!(parts[2].starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert_eq!(parts[3], "ready", "{text:?}");
+}
+
+#[test]
+fn every_response_carries_a_valid_date_header() {
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    let mut responses = vec![client.get("/"), client.get("/nope"), {
+        client.send(b"PUT /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        client.read_response()
+    }];
+    // A head the engine refuses before any handler runs.
+    let mut refused = Client::connect(service.addr);
+    refused.send(b"NOT HTTP AT ALL\r\n\r\n");
+    responses.push(refused.read_response());
+    assert_eq!(
+        responses
+            .iter()
+            .map(|response| response.status)
+            .collect::<Vec<_>>(),
+        [200, 404, 405, 400]
+    );
+    for response in &responses {
+        let date = response
+            .header("date")
+            .unwrap_or_else(|| panic!("no Date header: {response:?}"));
+        let when = httpdate::parse_http_date(date)
+            .unwrap_or_else(|error| panic!("Date {date:?} is not an HTTP date: {error}"));
+        let skew = match when.duration_since(SystemTime::now()) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        assert!(
+            skew < Duration::from_secs(60),
+            "Date {date:?} is {skew:?} off"
+        );
+    }
+}
+
+#[test]
+fn connection_closes_after_max_requests_per_connection() {
+    let service = service(&["--max-requests-per-connection", "3"]);
+    let mut client = Client::connect(service.addr);
+    for round in 1..=2 {
+        let response = client.get("/");
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_keeps_alive(&response, &format!("request {round} of 3"));
+    }
+    let last = client.get("/");
+    assert_eq!(last.status, 200, "{last:?}");
+    assert!(last.closes(), "the third request must close: {last:?}");
+    assert_closed(&mut client, "after max_requests_per_connection");
+
+    // Pipelined: requests beyond the limit are not answered.
+    let mut client = Client::connect(service.addr);
+    client.send(get_request("/readyz").repeat(5).as_bytes());
+    for round in 1..=3 {
+        let response = client.read_response();
+        assert_eq!(
+            response.text(),
+            "ready",
+            "pipelined request {round}: {response:?}"
+        );
+        assert_eq!(
+            response.closes(),
+            round == 3,
+            "pipelined request {round}: {response:?}"
+        );
+    }
+    assert_closed(&mut client, "after max_requests_per_connection, pipelined");
+    support::assert_still_serving(service.addr);
+}
+
+#[test]
+fn unknown_path_is_404_and_wrong_method_is_405_with_allow_as_json_errors() {
+    let service = service(&[]);
+    let mut client = Client::connect(service.addr);
+    let missing = client.get("/no/such/route");
+    assert_eq!(missing.status, 404, "{missing:?}");
+    assert_eq!(missing.header("content-type"), Some("application/json"));
+    let body = missing.json();
+    assert_eq!(body["error"], "Not Found", "{body}");
+    assert_eq!(body["code"], "DRYAD-APP-4040", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+
+    client.send(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    let wrong = client.read_response();
+    assert_eq!(wrong.status, 405, "{wrong:?}");
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD"), "{wrong:?}");
+    let body = wrong.json();
+    assert_eq!(body["error"], "Method Not Allowed", "{body}");
+    assert_eq!(body["code"], "DRYAD-APP-4050", "{body}");
+}
+
+/// RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request)
+/// status code to any HTTP/1.1 request message that lacks a Host header
+/// field and to any request message that contains more than one Host
+/// header field line".
+#[test]
+fn http11_request_without_exactly_one_host_is_rejected_with_400() {
+    let service = service(&[]);
+    for request in [
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ] {
+        let mut client = Client::connect(service.addr);
+        client.send(request.as_bytes());
+        let response = client.read_response();
+        assert_eq!(response.status, 400, "answer to {request:?}: {response:?}");
+    }
+    support::assert_still_serving(service.addr);
+}

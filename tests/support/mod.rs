@@ -1,0 +1,460 @@
+//! Helpers for integration tests: the service as a real child process on
+//! 127.0.0.1, a small blocking HTTP/1.1 client, and /proc readings.
+//!
+//! Every wait here has a timeout whose panic message says what was awaited.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+/// How long a service may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default bound for reading one response.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The release (or test-profile) binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gremlins-api")
+}
+
+/// A running service process, killed (by its PID) when dropped.
+pub struct Service {
+    pid: u32,
+    pub addr: SocketAddr,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    exit: Receiver<ExitStatus>,
+    exited: Option<ExitStatus>,
+}
+
+impl Service {
+    /// Starts the reference binary on 127.0.0.1:0 with `args` and the
+    /// environment `env`, and waits until it listens.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary());
+        command.arg("--listen").arg("127.0.0.1:0").args(args);
+        Self::spawn(command, env)
+    }
+
+    /// Starts any program that logs `listening on ADDR` like the service.
+    pub fn spawn(mut command: Command, env: &[(&str, &str)]) -> Self {
+        command
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child: Child = command.spawn().expect("spawn the service");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (line_tx, lines) = crossbeam_channel::unbounded();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().expect("log lock").push(line.clone());
+                    let _ = line_tx.send(line);
+                }
+            });
+        }
+        let (exit_tx, exit) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        let mut service = Self {
+            pid,
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            lines,
+            log,
+            exit,
+            exited: None,
+        };
+        let line = service.wait_for_log("listening on ", START_TIMEOUT);
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("an address after 'listening on'");
+        service.addr = addr.parse().expect("a socket address");
+        service
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`, `STOP`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid);
+    }
+
+    /// Waits for the next log line containing `needle` (lines already read
+    /// by an earlier wait are not seen again).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_deadline(deadline) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "timed out after {timeout:?} waiting for a log line containing {needle:?}; log so far:\n{}",
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        match self.exit.recv_timeout(timeout) {
+            Ok(status) => {
+                self.exited = Some(status);
+                // The log reader finishes at EOF, right after exit.
+                status
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "the service did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                )
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("lost track of the service process"),
+        }
+    }
+
+    /// The exit code, after [`wait_exit`](Self::wait_exit).
+    pub fn exit_code(&mut self, timeout: Duration) -> i32 {
+        let status = self.wait_exit(timeout);
+        status
+            .code()
+            .unwrap_or_else(|| panic!("the service was killed by a signal: {status:?}"))
+    }
+
+    /// The JSON shutdown report (the last log line), after exit.
+    pub fn report(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(report) = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .rev()
+                .find_map(|line| {
+                    let json = &line[line.find("{\"shutdown_report\"")?..];
+                    serde_json::from_str::<serde_json::Value>(json).ok()
+                })
+            {
+                return report["shutdown_report"].clone();
+            }
+            match self.lines.recv_deadline(deadline) {
+                Ok(_) => {}
+                Err(_) => panic!("no shutdown report in the log:\n{}", self.log_text()),
+            }
+        }
+    }
+
+    /// A field of /proc/PID/status, such as `VmHWM` (kB) or `Threads`.
+    pub fn status_field(&self, field: &str) -> u64 {
+        proc_status_field(self.pid, field)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.exited.is_none() && self.exit.try_recv().is_err() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.pid.to_string())
+                .status();
+        }
+    }
+}
+
+pub fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.text()))
+    }
+
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// A client connection that reads responses one by one.
+pub struct Client {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .expect("connect to the service");
+        Self::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT))
+            .expect("read timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write the request");
+    }
+
+    /// Sends `GET path` (keep-alive).
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        self.read_response()
+    }
+
+    /// Reads one response; panics with what was read if there is none.
+    pub fn read_response(&mut self) -> Response {
+        self.try_read_response()
+            .unwrap_or_else(|error| panic!("no complete response: {error}"))
+    }
+
+    /// Reads one response (skipping `100 Continue`), or says why not.
+    pub fn try_read_response(&mut self) -> Result<Response, String> {
+        loop {
+            let response = self.try_read_one()?;
+            if response.status != 100 {
+                return Ok(response);
+            }
+        }
+    }
+
+    /// Reads one response, including an interim one.
+    pub fn try_read_one(&mut self) -> Result<Response, String> {
+        let head_end = loop {
+            if let Some(at) = find(&self.buffer, b"\r\n\r\n") {
+                break at + 4;
+            }
+            self.fill()?;
+        };
+        let head = String::from_utf8_lossy(&self.buffer[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        let headers: Vec<(String, String)> = lines
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+            .collect();
+        self.buffer.drain(..head_end);
+        let length: usize = if status == 100 {
+            0
+        } else {
+            headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.parse().ok())
+                .ok_or("response without Content-Length")?
+        };
+        while self.buffer.len() < length {
+            self.fill()?;
+        }
+        let body = self.buffer.drain(..length).collect();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn fill(&mut self) -> Result<(), String> {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err(format!(
+                "connection closed after {} unparsed bytes",
+                self.buffer.len()
+            )),
+            Ok(count) => {
+                self.buffer.extend_from_slice(&chunk[..count]);
+                Ok(())
+            }
+            Err(error) => Err(format!("read failed: {error}")),
+        }
+    }
+
+    /// Whether the server closes the connection (EOF or reset) within
+    /// `timeout` without sending anything more.
+    pub fn is_closed_within(&mut self, timeout: Duration) -> bool {
+        assert!(
+            self.buffer.is_empty(),
+            "unread response bytes: {:?}",
+            String::from_utf8_lossy(&self.buffer)
+        );
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => panic!("unexpected bytes from the server"),
+            Err(error) => !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        self.stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT))
+            .expect("read timeout");
+        closed
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// One request on a fresh connection that asks to close.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    let mut client = Client::connect(addr);
+    client
+        .send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
+    client.read_response()
+}
+
+/// Asserts a normal request on a fresh connection still succeeds.
+pub fn assert_still_serving(addr: SocketAddr) {
+    let response = get(addr, "/healthz");
+    assert_eq!(
+        response.status,
+        200,
+        "a normal request after the bad one: {}",
+        response.text()
+    );
+    assert_eq!(response.text(), "ok");
+}
+
+// ===========================================================================
+// Added for tests/http_conformance.rs and tests/bad_input.rs: an in-process
+// server (the library, not the binary) with a route that reads the body.
+// ===========================================================================
+
+/// An in-process server built on `gremlins_api::Server` whose routes are:
+/// `/echo` reads the whole body and answers it back (a body error is
+/// answered with its own status and code); `/ignore` answers `ignored`
+/// without reading the body; every other path answers `ok`. Shut down and
+/// joined when dropped.
+pub struct EchoServer {
+    pub addr: SocketAddr,
+    handle: gremlins_api::ShutdownHandle,
+    done: Receiver<()>,
+}
+
+impl EchoServer {
+    /// Binds 127.0.0.1:0 with test-friendly timeouts, lets `configure`
+    /// change the config, and serves on a thread.
+    pub fn start(configure: impl FnOnce(&mut gremlins_api::Config)) -> Self {
+        use gremlins_api::{Config, Request, Response, Server, StatusCode};
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().expect("loopback address");
+        config.workers = 2;
+        config.body_timeout = Duration::from_secs(5);
+        config.shutdown_timeout = Duration::from_secs(5);
+        configure(&mut config);
+        let server = Server::bind(config).expect("bind the echo server");
+        let addr = server.local_addr();
+        let handle = server.shutdown_handle();
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let handler = |request: &mut Request<'_>| match request.path() {
+                "/echo" => match request.body_to_vec() {
+                    Ok(body) => Response::new(StatusCode::OK, body),
+                    Err(error) => {
+                        let (status, code, message) = error.answer();
+                        Response::error(status, message, code)
+                    }
+                },
+                "/ignore" => Response::text(StatusCode::OK, "ignored"),
+                _ => Response::text(StatusCode::OK, "ok"),
+            };
+            let _ = server.run(handler);
+            let _ = done_tx.send(());
+        });
+        Self { addr, handle, done }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        let stopped = self.done.recv_timeout(Duration::from_secs(30));
+        if stopped.is_err() && !std::thread::panicking() {
+            panic!("the echo server did not stop within 30s of shutdown()");
+        }
+    }
+}
