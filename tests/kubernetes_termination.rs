@@ -1,0 +1,741 @@
+//! The kubelet's termination sequence, played against the real binary with the values that
+//! `kubernetes/deployment.yaml` and `kubernetes/configmap.yaml` give it.
+//!
+//! When a pod is deleted, the kubelet runs the preStop hook (a sleep), then sends SIGTERM, and
+//! sends SIGKILL if the container is still running `terminationGracePeriodSeconds` after the
+//! preStop hook *started*. Here the service is started with the environment the manifests give
+//! its container, put under keep-alive load, and taken through that sequence: the preStop sleep
+//! sends no signal (traffic and `/readyz` go on as before), SIGTERM drains it, and SIGKILL comes
+//! only at the grace period's end, which a correct service never reaches.
+//!
+//! Only the preStop sleep is shortened (by [`PRE_STOP_SPEEDUP`]), to keep the test short; the
+//! SIGKILL deadline is computed as if it had taken its full time, and the service runs with the
+//! manifests' real timeouts.
+//!
+//! `tests/kubernetes_manifests.rs` checks the manifests as documents; this file checks that the
+//! process behaves as they promise.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use support::{Client, Service};
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// The preStop sleep is played this many times faster than the manifest says. Nothing else is
+/// scaled: the kubelet's SIGKILL deadline counts the preStop sleep at its manifest value.
+const PRE_STOP_SPEEDUP: u32 = 5;
+/// Keep-alive clients looping over [`CLIENT_CYCLE`].
+const LOAD_CLIENTS: usize = 8;
+/// What each load client asks, in turn, as soon as it has the previous answer.
+const CLIENT_CYCLE: [&str; 3] = ["/test/sleep", "/", "/readyz"];
+/// How long `/test/sleep` sleeps, in milliseconds. Client `i`'s first sleep is `i / LOAD_CLIENTS`
+/// of it, so that SIGTERM finds requests at every stage of their sleep.
+const SLEEP_MS: usize = 50;
+/// Longest wait for every load client to be answered once before the preStop sleep starts.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for a connect. A SYN that arrives while the acceptor has stopped admitting is
+/// dropped and retried by the kernel after 1 s, and then refused, so a connect racing the
+/// listener close may take that long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a log line that shows a shutdown step was reached.
+const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the service logs once it is draining (`/readyz` 503).
+const DRAINING_LOG: &str = "SIGTERM received";
+/// What the service logs once its listener is closed.
+const LISTENER_CLOSED_LOG: &str = "shutdown: listener closed";
+/// From SIGTERM to exit when every request takes 50 ms: the requests in flight, the last call
+/// for idle keep-alive connections (300 ms by default), the cleanup hooks. This is "well before
+/// the grace period", with room for a loaded two-core machine.
+const EXPECTED_EXIT_WITHIN: Duration = Duration::from_secs(5);
+/// Longest wait for a process to be reaped once SIGKILL was sent.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the load clients to report once the service has exited. Each ends at its
+/// next connect, which is refused, or within its read timeout.
+const CLIENTS_END_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a service with an impossible configuration to exit. It should take
+/// milliseconds; this bound is for a loaded machine.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+// -------------------------------------------------------------------------------------------
+// What the manifests say
+// -------------------------------------------------------------------------------------------
+
+/// The termination settings of the `api` container, read from the manifests.
+#[derive(Debug)]
+struct PodTermination {
+    /// `spec.template.spec.terminationGracePeriodSeconds`: from the start of preStop to SIGKILL.
+    grace_period: Duration,
+    /// `lifecycle.preStop.sleep.seconds` of the `api` container.
+    pre_stop: Duration,
+    /// The container's `DRAIN_DELAY`.
+    drain_delay: Duration,
+    /// The container's `SHUTDOWN_TIMEOUT`.
+    shutdown_timeout: Duration,
+    /// The container's `CLEANUP_TIMEOUT`.
+    cleanup_timeout: Duration,
+    /// The container's environment as the kubelet builds it (`envFrom` the ConfigMap, then the
+    /// literal `env` values), minus what cannot apply to a process on 127.0.0.1 in a test:
+    /// `LISTEN_ADDR` (replaced by `--listen 127.0.0.1:0`), values from Secrets (no PostgreSQL
+    /// or Redis here: the in-memory store) and `RUST_LOG` (the test reads the `info` log).
+    env: BTreeMap<String, String>,
+}
+
+fn read_manifest(file: &str, kind: &str) -> Yaml {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kubernetes")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    let mut docs = YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|error| panic!("kubernetes/{file} is not valid YAML: {error}"));
+    assert_eq!(
+        docs.len(),
+        1,
+        "kubernetes/{file} must hold exactly one document"
+    );
+    let doc = docs.remove(0);
+    assert_eq!(
+        doc["kind"].as_str(),
+        Some(kind),
+        "kubernetes/{file} must be a {kind}"
+    );
+    doc
+}
+
+fn items(yaml: &Yaml) -> &[Yaml] {
+    yaml.as_vec().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Parses a duration as the service does: `30s`, `250ms`, `2m`, or a bare integer of seconds.
+fn parse_duration(text: &str) -> Duration {
+    let (digits, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1_000)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60_000)
+    } else {
+        (text, 1_000)
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(Duration::from_millis)
+        .unwrap_or_else(|| {
+            panic!(
+                "{text:?} is not a duration (expected e.g. \"30s\", \"250ms\", \"2m\" or \"30\")"
+            )
+        })
+}
+
+/// Positive whole seconds from a manifest field.
+fn seconds_field(yaml: &Yaml, what: &str) -> Duration {
+    match yaml.as_i64() {
+        Some(seconds) if seconds > 0 => Duration::from_secs(seconds.unsigned_abs()),
+        _ => panic!("{what} must be a positive integer of seconds, found {yaml:?}"),
+    }
+}
+
+impl PodTermination {
+    fn from_manifests() -> Self {
+        let deployment = read_manifest("deployment.yaml", "Deployment");
+        let configmap = read_manifest("configmap.yaml", "ConfigMap");
+        let pod = &deployment["spec"]["template"]["spec"];
+        let api = items(&pod["containers"])
+            .iter()
+            .find(|c| c["name"].as_str() == Some("api"))
+            .expect("deployment.yaml has a container named `api`");
+
+        let grace_period = seconds_field(
+            &pod["terminationGracePeriodSeconds"],
+            "deployment.yaml spec.template.spec.terminationGracePeriodSeconds",
+        );
+        let pre_stop = seconds_field(
+            &api["lifecycle"]["preStop"]["sleep"]["seconds"],
+            "deployment.yaml container `api` lifecycle.preStop.sleep.seconds",
+        );
+
+        // envFrom first (a later source wins), then env, which wins over envFrom.
+        let configmap_name = configmap["metadata"]["name"]
+            .as_str()
+            .expect("configmap.yaml has metadata.name");
+        let mut env = BTreeMap::new();
+        for source in items(&api["envFrom"]) {
+            let prefix = source["prefix"].as_str().unwrap_or_default();
+            let reference = &source["configMapRef"];
+            if reference["name"].as_str() != Some(configmap_name) {
+                continue;
+            }
+            let data = configmap["data"]
+                .as_hash()
+                .expect("configmap.yaml has a data map");
+            for (key, value) in data {
+                let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
+                    panic!("configmap.yaml data must map strings to strings: {key:?}: {value:?}");
+                };
+                env.insert(format!("{prefix}{key}"), value.to_owned());
+            }
+        }
+        for entry in items(&api["env"]) {
+            let name = entry["name"].as_str().expect("an env entry has a name");
+            match entry["value"].as_str() {
+                Some(value) => {
+                    env.insert(name.to_owned(), value.to_owned());
+                }
+                // From a Secret: not here (see `env`).
+                None => {
+                    env.remove(name);
+                }
+            }
+        }
+        env.remove("LISTEN_ADDR");
+        env.remove("RUST_LOG");
+
+        let duration_of = |var: &str| {
+            let text = env.get(var).unwrap_or_else(|| {
+                panic!(
+                    "the `api` container gets no {var} from deployment.yaml or ConfigMap \
+                     {configmap_name}; the service would run with its default"
+                )
+            });
+            parse_duration(text)
+        };
+        let drain_delay = duration_of("DRAIN_DELAY");
+        let shutdown_timeout = duration_of("SHUTDOWN_TIMEOUT");
+        let cleanup_timeout = duration_of("CLEANUP_TIMEOUT");
+        let grace_env = env
+            .get("GRACE_PERIOD_SECONDS")
+            .expect("the `api` container sets GRACE_PERIOD_SECONDS in deployment.yaml");
+        assert!(
+            grace_env.parse::<u64>().is_ok(),
+            "GRACE_PERIOD_SECONDS is {grace_env:?}, not a whole number of seconds"
+        );
+        Self {
+            grace_period,
+            pre_stop,
+            drain_delay,
+            shutdown_timeout,
+            cleanup_timeout,
+            env,
+        }
+    }
+
+    /// What the grace period leaves once the preStop sleep is over: the kubelet SIGKILLs the
+    /// container this long after SIGTERM.
+    fn after_pre_stop(&self) -> Duration {
+        self.grace_period
+            .checked_sub(self.pre_stop)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the preStop sleep {:?} is longer than terminationGracePeriodSeconds {:?}",
+                    self.pre_stop, self.grace_period
+                )
+            })
+    }
+
+    fn env_pairs(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect()
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// The load
+// -------------------------------------------------------------------------------------------
+
+/// How a connect ended.
+enum Dial {
+    Accepted(TcpStream),
+    /// ECONNREFUSED: nothing listens any more.
+    Refused,
+    /// Anything else: a timeout, a reset, ...
+    Failed(io::Error),
+}
+
+fn dial(addr: SocketAddr) -> Dial {
+    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        Ok(stream) => Dial::Accepted(stream),
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => Dial::Refused,
+        Err(error) => Dial::Failed(error),
+    }
+}
+
+/// One complete response a load client got.
+#[derive(Debug)]
+struct Answer {
+    path: &'static str,
+    /// Just before the request was written.
+    written: Instant,
+    /// Just after the response was read in full.
+    answered: Instant,
+    status: u16,
+    body: String,
+    closes: bool,
+}
+
+/// What one load client saw.
+#[derive(Debug, Default)]
+struct ClientRecord {
+    id: usize,
+    answers: Vec<Answer>,
+    connections: u32,
+    /// Whether the client ended on a refused connect, as it should.
+    refused_at_end: bool,
+    /// Lost requests and failed connects, described.
+    failures: Vec<String>,
+}
+
+/// A keep-alive client: it writes its next request as soon as it has an answer, reconnects
+/// after `Connection: close`, and ends when a connect is refused.
+fn run_load_client(id: usize, addr: SocketAddr, first_answer: &Sender<usize>) -> ClientRecord {
+    let mut record = ClientRecord {
+        id,
+        ..ClientRecord::default()
+    };
+    let mut sleep_ms = id * SLEEP_MS / LOAD_CLIENTS;
+    let mut next = 0;
+    loop {
+        let mut client = match dial(addr) {
+            Dial::Accepted(stream) => Client::from_stream(stream),
+            Dial::Refused => {
+                record.refused_at_end = true;
+                return record;
+            }
+            Dial::Failed(error) => {
+                record.failures.push(format!(
+                    "client {id}: connect {} failed with {error:?}; expected accepted or refused",
+                    record.connections + 1
+                ));
+                return record;
+            }
+        };
+        record.connections += 1;
+        let mut previous: Option<Instant> = None;
+        loop {
+            let path = CLIENT_CYCLE[next];
+            next = (next + 1) % CLIENT_CYCLE.len();
+            let target = if path == "/test/sleep" {
+                let target = format!("{path}?ms={sleep_ms}");
+                sleep_ms = SLEEP_MS;
+                target
+            } else {
+                path.to_owned()
+            };
+            let written = Instant::now();
+            let quiet = previous.map(|answered| written - answered);
+            let result = client
+                .stream
+                .write_all(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+                .map_err(|error| format!("writing it failed: {error:?}"))
+                .and_then(|()| client.try_read_response());
+            let response = match result {
+                Ok(response) => response,
+                Err(error) => {
+                    record.failures.push(format!(
+                        "client {id}: GET {path} on connection {} (quiet for {quiet:?} before it) got \
+                         no complete response: {error}",
+                        record.connections
+                    ));
+                    return record;
+                }
+            };
+            let answered = Instant::now();
+            if record.answers.is_empty() {
+                let _ = first_answer.send(id);
+            }
+            let closes = response.closes();
+            record.answers.push(Answer {
+                path,
+                written,
+                answered,
+                status: response.status,
+                body: response.text(),
+                closes,
+            });
+            previous = Some(answered);
+            if closes {
+                break;
+            }
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// The kubelet
+// -------------------------------------------------------------------------------------------
+
+/// How the process ended, as the kubelet saw it.
+struct Ending {
+    service: Service,
+    status: ExitStatus,
+    /// When the exit was noticed.
+    at: Instant,
+    /// Whether the grace period ran out and SIGKILL was sent.
+    killed: bool,
+}
+
+/// Waits for `service` to exit until `sigkill_at`, and SIGKILLs it (by its PID) if it is still
+/// running then, as the kubelet does.
+fn wait_or_sigkill(mut service: Service, sigkill_at: Instant) -> Ending {
+    let pid = service.pid();
+    let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
+    // The waiter gives up (and panics) only after the SIGKILL below had time to work.
+    let wait_for = sigkill_at.saturating_duration_since(Instant::now()) + REAP_TIMEOUT;
+    std::thread::spawn(move || {
+        let status = service.wait_exit(wait_for);
+        let _ = exit_tx.send((service, status));
+    });
+    match exit_rx.recv_deadline(sigkill_at) {
+        Ok((service, status)) => Ending {
+            service,
+            status,
+            at: Instant::now(),
+            killed: false,
+        },
+        Err(_) => {
+            let killed = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status()
+                .expect("run kill");
+            assert!(killed.success(), "kill -KILL {pid} failed");
+            let (service, status) = exit_rx.recv_timeout(REAP_TIMEOUT).unwrap_or_else(|_| {
+                panic!("the service (PID {pid}) was not reaped within {REAP_TIMEOUT:?} of SIGKILL")
+            });
+            Ending {
+                service,
+                status,
+                at: Instant::now(),
+                killed: true,
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_no_request() {
+    let pod = PodTermination::from_manifests();
+    eprintln!("from the manifests: {pod:?}");
+
+    // The service refuses to start when its timeouts do not fit GRACE_PERIOD_SECONDS: starting
+    // (logging `listening on`) is the first assertion. `start_with_env` panics with the log
+    // (and its configuration error) otherwise.
+    let env = pod.env_pairs();
+    let service = Service::start_with_env(&["--enable-test-routes"], &env);
+    let addr = service.addr;
+
+    // 1. Load.
+    let (first_tx, first_rx) = crossbeam_channel::unbounded();
+    let (record_tx, record_rx) = crossbeam_channel::unbounded();
+    for id in 0..LOAD_CLIENTS {
+        let first_tx = first_tx.clone();
+        let record_tx = record_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("load-client-{id}"))
+            .spawn(move || {
+                let _ = record_tx.send(run_load_client(id, addr, &first_tx));
+            })
+            .expect("spawn a load client");
+    }
+    let warm_up_deadline = Instant::now() + WARM_UP_TIMEOUT;
+    for answered in 0..LOAD_CLIENTS {
+        first_rx.recv_deadline(warm_up_deadline).unwrap_or_else(|_| {
+            panic!(
+                "timed out after {WARM_UP_TIMEOUT:?} waiting for every load client to be answered once; \
+                 {answered} of {LOAD_CLIENTS} were; log:\n{}",
+                service.log_text()
+            )
+        });
+    }
+
+    // 2. preStop: the pod leaves the endpoints and the kubelet sleeps; no signal yet. The grace
+    // period runs from here, with the preStop sleep counted at its manifest value.
+    let pre_stop_started = Instant::now();
+    let played_pre_stop = pod.pre_stop / PRE_STOP_SPEEDUP;
+    let sigkill_at = pre_stop_started + played_pre_stop + pod.after_pre_stop();
+    // The passage of time is what is played here, not a synchronisation.
+    std::thread::sleep(played_pre_stop);
+    assert!(
+        !service.log_text().contains("shutdown:"),
+        "the service began a shutdown during the preStop sleep, before any signal; log:\n{}",
+        service.log_text()
+    );
+
+    // 3. SIGTERM; the clients go on.
+    let sigterm_sent = Instant::now();
+    service.signal("TERM");
+    service.wait_for_log(DRAINING_LOG, LOG_TIMEOUT);
+    let draining_seen = Instant::now();
+    service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
+    let refused_after_close = match dial(addr) {
+        Dial::Refused => Ok(()),
+        Dial::Accepted(_) => Err("accepted".to_owned()),
+        Dial::Failed(error) => Err(format!("failed with {error:?}")),
+    };
+
+    // 4. SIGKILL only if it is still running when the grace period ends.
+    let ending = wait_or_sigkill(service, sigkill_at);
+    let service = ending.service;
+    let took = ending.at - sigterm_sent;
+
+    let clients_deadline = Instant::now() + CLIENTS_END_TIMEOUT;
+    let mut records: Vec<ClientRecord> = (0..LOAD_CLIENTS)
+        .map(|reported| {
+            record_rx.recv_deadline(clients_deadline).unwrap_or_else(|_| {
+                panic!(
+                    "timed out after {CLIENTS_END_TIMEOUT:?} waiting for the load clients to end once the \
+                     service had exited; {reported} of {LOAD_CLIENTS} did"
+                )
+            })
+        })
+        .collect();
+    records.sort_by_key(|record| record.id);
+
+    // 5. What the kubelet saw.
+    assert!(
+        !ending.killed,
+        "the service was still running at the end of the grace period ({:?} after SIGTERM: \
+         terminationGracePeriodSeconds {:?} minus the preStop sleep {:?}) and the kubelet SIGKILLed \
+         it; log:\n{}",
+        pod.after_pre_stop(),
+        pod.grace_period,
+        pod.pre_stop,
+        service.log_text()
+    );
+    assert_eq!(
+        ending.status.code(),
+        Some(0),
+        "exit status after SIGTERM ({:?}); log:\n{}",
+        ending.status,
+        service.log_text()
+    );
+    let remaining = sigkill_at.saturating_duration_since(ending.at);
+    eprintln!(
+        "exited {took:?} after SIGTERM; {remaining:?} of the grace period were left (SIGKILL would \
+         have come {:?} after SIGTERM)",
+        pod.after_pre_stop()
+    );
+    assert!(
+        took < EXPECTED_EXIT_WITHIN,
+        "the service took {took:?} from SIGTERM to exit; with 50 ms requests it should take well \
+         under {EXPECTED_EXIT_WITHIN:?} (SHUTDOWN_TIMEOUT is {:?}); log:\n{}",
+        pod.shutdown_timeout,
+        service.log_text()
+    );
+
+    // What the clients saw.
+    let failures: Vec<&str> = records
+        .iter()
+        .flat_map(|record| record.failures.iter().map(String::as_str))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} requests lost or connects failed:\n{}\nlog:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        service.log_text()
+    );
+    let not_refused: Vec<usize> = records
+        .iter()
+        .filter(|record| !record.refused_at_end)
+        .map(|record| record.id)
+        .collect();
+    assert!(
+        not_refused.is_empty(),
+        "load clients {not_refused:?} did not end on a refused connect"
+    );
+    if let Err(how) = refused_after_close {
+        panic!(
+            "a connect once the service had logged {LISTENER_CLOSED_LOG:?} was {how}; expected \
+             ECONNREFUSED"
+        );
+    }
+
+    let mut wrong = Vec::new();
+    let (mut readyz_503, mut closing) = (0, 0);
+    for record in &records {
+        let in_pre_stop = |answer: &&Answer| {
+            answer.written >= pre_stop_started && answer.answered <= sigterm_sent
+        };
+        let served_in_pre_stop = record.answers.iter().filter(in_pre_stop).count();
+        if served_in_pre_stop == 0 {
+            wrong.push(format!(
+                "client {}: no request answered during the preStop sleep",
+                record.id
+            ));
+        }
+        for answer in &record.answers {
+            let id = record.id;
+            let Answer {
+                path,
+                status,
+                body,
+                closes,
+                ..
+            } = answer;
+            closing += u64::from(*closes);
+            if *path == "/readyz" {
+                if answer.answered < sigterm_sent && *status != 200 {
+                    wrong.push(format!(
+                        "client {id}: /readyz answered {status} {body:?} before SIGTERM was sent; \
+                         expected 200 (the preStop sleep does not make the pod unready)"
+                    ));
+                }
+                if answer.written > draining_seen && *status != 503 {
+                    wrong.push(format!(
+                        "client {id}: /readyz written once the service was draining answered {status} \
+                         {body:?}; expected 503"
+                    ));
+                }
+                readyz_503 += u32::from(*status == 503);
+            } else if *status != 200 || body != "ok" {
+                wrong.push(format!(
+                    "client {id}: GET {path} answered {status} {body:?}; expected 200 \"ok\""
+                ));
+            }
+            if *closes && answer.answered < sigterm_sent {
+                wrong.push(format!(
+                    "client {id}: GET {path} answered with Connection: close before SIGTERM was sent"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let readyz_in_pre_stop = records
+        .iter()
+        .flat_map(|record| &record.answers)
+        .filter(|answer| {
+            answer.path == "/readyz"
+                && answer.written >= pre_stop_started
+                && answer.answered <= sigterm_sent
+        })
+        .count();
+    assert!(
+        readyz_in_pre_stop > 0,
+        "no /readyz was answered during the preStop sleep"
+    );
+
+    // What the service says. Every answer after SIGTERM carries Connection: close (these
+    // clients do not pipeline), and only those: they are the requests it drained.
+    let report = service.report();
+    assert_eq!(report["trigger"], "SIGTERM", "report {report}");
+    assert_eq!(report["outcome"], "clean", "report {report}");
+    assert_eq!(report["requests_abandoned"], 0, "report {report}");
+    assert_eq!(report["requests_refused_503"], 0, "report {report}");
+    assert_eq!(
+        report["requests_drained"], closing,
+        "report {report} vs {closing} answers with Connection: close"
+    );
+
+    let answers: usize = records.iter().map(|record| record.answers.len()).sum();
+    let connections: u32 = records.iter().map(|record| record.connections).sum();
+    eprintln!(
+        "{answers} answers on {connections} connections ({readyz_in_pre_stop} /readyz 200 during the \
+         preStop sleep of {played_pre_stop:?} played for {:?}, {readyz_503} /readyz 503 while \
+         draining, {closing} drained); report {report}",
+        pod.pre_stop
+    );
+}
+
+// -------------------------------------------------------------------------------------------
+// The budget
+// -------------------------------------------------------------------------------------------
+
+/// Runs the binary with `env`, which it must refuse at start; returns its output.
+fn run_expecting_refusal(env: &[(&str, &str)]) -> Output {
+    let child = Command::new(support::binary())
+        .args(["--listen", "127.0.0.1:0", "--enable-test-routes"])
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the service");
+    let pid = child.id();
+    let (output_tx, output_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = output_tx.send(child.wait_with_output());
+    });
+    match output_rx.recv_timeout(REFUSAL_TIMEOUT) {
+        Ok(output) => output.expect("wait for the service"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!(
+                "the service did not exit within {REFUSAL_TIMEOUT:?} of starting with a grace period \
+                 too short for its timeouts; it was SIGKILLed"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_kubelet_never_cuts_a_drain_short_and_a_grace_period_too_short_is_refused_at_start() {
+    let pod = PodTermination::from_manifests();
+
+    // Every phase at its maximum still ends before SIGKILL. (SHUTDOWN_TIMEOUT already includes
+    // DRAIN_DELAY, so adding both overcounts: the check errs on the safe side.)
+    let budget = pod.pre_stop + pod.drain_delay + pod.shutdown_timeout + pod.cleanup_timeout;
+    assert!(
+        budget < pod.grace_period,
+        "preStop sleep {:?} + DRAIN_DELAY {:?} + SHUTDOWN_TIMEOUT {:?} + CLEANUP_TIMEOUT {:?} = \
+         {budget:?} does not fit in terminationGracePeriodSeconds {:?}: the kubelet could SIGKILL \
+         the pod while it is still draining",
+        pod.pre_stop,
+        pod.drain_delay,
+        pod.shutdown_timeout,
+        pod.cleanup_timeout,
+        pod.grace_period
+    );
+
+    // The service checks its own timeouts against GRACE_PERIOD_SECONDS at start.
+    let needed = pod.shutdown_timeout + pod.cleanup_timeout;
+    let too_short = needed
+        .checked_sub(Duration::from_nanos(1))
+        .unwrap_or_default()
+        .as_secs()
+        .to_string();
+    let mut env = pod.env_pairs();
+    env.retain(|(key, _)| *key != "GRACE_PERIOD_SECONDS");
+    env.push(("GRACE_PERIOD_SECONDS", &too_short));
+    let started = Instant::now();
+    let output = run_expecting_refusal(&env);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!(
+        "GRACE_PERIOD_SECONDS={too_short}: exited in {took:?} with {:?}",
+        output.status
+    );
+    assert!(
+        output.status.code().is_some_and(|code| code != 0),
+        "with GRACE_PERIOD_SECONDS={too_short} < SHUTDOWN_TIMEOUT {:?} + CLEANUP_TIMEOUT {:?}: \
+         exit status {:?}, expected a non-zero exit code; stderr:\n{stderr}",
+        pod.shutdown_timeout,
+        pod.cleanup_timeout,
+        output.status
+    );
+    assert!(
+        !stderr.contains("listening on"),
+        "with GRACE_PERIOD_SECONDS={too_short} the service started listening before it exited; \
+         stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("GRACE_PERIOD_SECONDS"),
+        "the error for GRACE_PERIOD_SECONDS={too_short} does not name GRACE_PERIOD_SECONDS; \
+         stderr:\n{stderr}"
+    );
+}
