@@ -24,6 +24,18 @@ pub enum HeadStatus {
     Closed,
 }
 
+/// Whether the server wants a connection kept open after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Keep it open if the client wants to.
+    Yes,
+    /// Close it after this response.
+    No,
+    /// Keep it open only for requests the client already sent (pipelined
+    /// bytes already received); close after the last of them.
+    IfPipelined,
+}
+
 /// Memory a connection needs only while a worker serves it. Workers lend
 /// theirs to connections that hold none, so an idle connection costs no
 /// buffer at all.
@@ -156,12 +168,15 @@ impl Connection {
     }
 
     /// Queues the response to the request being served. The connection is
-    /// kept open only if `keep_alive` is set, the client wants it, and any
-    /// body the handler left unread could be drained. Returns whether it is
-    /// kept open; if not, the response carries `Connection: close`.
-    pub fn respond(&mut self, response: &Response, keep_alive: bool) -> bool {
+    /// kept open only if `keep_alive` allows it, the client wants it, and
+    /// any body the handler left unread could be drained. Returns whether
+    /// it is kept open; if not, the response carries `Connection: close`.
+    pub fn respond(&mut self, response: &Response, keep_alive: KeepAlive) -> bool {
         let mut request = self.request();
-        let reusable = keep_alive && request.head.client_keep_alive && request.body.drain();
+        let reusable = keep_alive != KeepAlive::No
+            && request.head.client_keep_alive
+            && request.body.drain()
+            && (keep_alive == KeepAlive::Yes || !self.buffers.read.is_empty());
         let head_only = self.buffers.head.method() == "HEAD";
         let connection = match (reusable, self.buffers.head.version) {
             (false, _) => ConnectionHeader::Close,

@@ -16,7 +16,7 @@ mod response;
 mod transport;
 
 pub use body::BodyError;
-pub use connection::{Buffers, Connection, HeadStatus};
+pub use connection::{Buffers, Connection, HeadStatus, KeepAlive};
 pub use head::HeadError;
 pub use limits::{Limits, MAX_HEADERS_CEILING};
 pub use request::Request;

@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 
 use super::Handler;
 use super::registry::{Conn, Registry, Wait};
-use crate::http::{Buffers, HeadStatus, Limits, Response, StatusCode};
+use crate::http::{Buffers, HeadStatus, KeepAlive, Limits, Response, StatusCode};
 use crate::lifecycle::{AbandonedRequest, InFlightGuard, Lifecycle};
 
 /// Stop reading more pipelined requests once this much of their responses
@@ -127,10 +127,7 @@ fn serve_turn(
                 };
                 return finish(id, conn, context, guards, Next::Park(wait));
             }
-            HeadStatus::Closed => {
-                let _ = finish(id, conn, context, guards, Next::Close);
-                return Next::Close;
-            }
+            HeadStatus::Closed => return finish(id, conn, context, guards, Next::Close),
         }
         guards.push(lifecycle.requests.enter());
         if lifecycle.deadline_passed() {
@@ -164,11 +161,14 @@ fn serve_turn(
         let served = conn.http.served() + 1;
         let limit_reached = context.max_requests_per_connection != 0
             && served >= context.max_requests_per_connection;
-        // While shutting down, answer what the client already sent and
-        // close after the last of it.
-        let keep_alive = handler_ok
-            && !limit_reached
-            && (!lifecycle.is_shutting_down() || conn.http.has_buffered_input());
+        let keep_alive = if !handler_ok || limit_reached {
+            KeepAlive::No
+        } else if lifecycle.is_shutting_down() {
+            // Answer what the client already sent; close after the last.
+            KeepAlive::IfPipelined
+        } else {
+            KeepAlive::Yes
+        };
         let open = conn.http.respond(&response, keep_alive);
         if lifecycle.is_shutting_down() {
             lifecycle.drained.fetch_add(1, Ordering::Relaxed);
