@@ -10,8 +10,9 @@ use super::state::{Lifecycle, Phase};
 /// implements it; tests use a fake.
 pub(crate) trait Drain {
     /// Stops admitting connections, accepts and registers those already in
-    /// the kernel's backlog, then closes the listener.
-    fn stop_accepting(&mut self);
+    /// the kernel's backlog and those whose handshakes complete before
+    /// `until`, then closes the listener.
+    fn stop_accepting(&mut self, until: Instant);
     /// Gives idle keep-alive connections until `until` to send one last
     /// request; quiet ones are closed then.
     fn last_call(&mut self, until: Instant);
@@ -82,9 +83,11 @@ pub(crate) fn run(
 
     let closing_started = Instant::now();
     lifecycle.set_phase(Phase::Closing);
-    server.stop_accepting();
+    // The last call starts first, so connections accepted from here on
+    // get it too.
     let last_call = (Instant::now() + timeouts.last_call).min(deadline);
     server.last_call(last_call);
+    server.stop_accepting(last_call);
     log::info!(
         "shutdown: listener closed; {} connections open, {} requests in flight; idle connections get a \
          last call of {} ms",
@@ -169,7 +172,7 @@ mod tests {
     }
 
     impl Drain for FakeServer {
-        fn stop_accepting(&mut self) {
+        fn stop_accepting(&mut self, _until: Instant) {
             self.steps.push("stop_accepting");
         }
         fn last_call(&mut self, _until: Instant) {
@@ -230,7 +233,7 @@ mod tests {
         assert_eq!(lifecycle.phase(), Phase::Exited);
         assert_eq!(report.exit_code, EXIT_CLEAN);
         assert_eq!(report.outcome, "clean");
-        assert_eq!(steps, ["stop_accepting", "last_call", "stop"]);
+        assert_eq!(steps, ["last_call", "stop_accepting", "stop"]);
     }
 
     #[test]
@@ -262,7 +265,7 @@ mod tests {
         assert_eq!(report.abandoned[0].path, "/slow");
         assert_eq!(
             server.steps,
-            ["stop_accepting", "last_call", "refuse_queued", "stop"]
+            ["last_call", "stop_accepting", "refuse_queued", "stop"]
         );
     }
 

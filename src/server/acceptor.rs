@@ -5,9 +5,10 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
 
@@ -30,7 +31,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) struct Acceptor {
     thread: JoinHandle<()>,
     poller: Arc<Poller>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<OnceLock<Instant>>,
 }
 
 struct Admission {
@@ -57,7 +58,7 @@ impl Acceptor {
         unsafe {
             poller.add(&listener, Event::readable(LISTENER_KEY))?;
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(OnceLock::new());
         let mut admission = Admission {
             registry,
             lifecycle,
@@ -81,10 +82,11 @@ impl Acceptor {
     }
 
     /// Stops admitting new connections, accepts and registers those the
-    /// kernel already queued, closes the listener and joins the thread.
-    /// Afterwards a new connect is refused.
-    pub(crate) fn stop_accepting(self) {
-        self.stop.store(true, Ordering::Release);
+    /// kernel already queued and those whose handshakes complete before
+    /// `until`, closes the listener and joins the thread. Afterwards a new
+    /// connect is refused.
+    pub(crate) fn stop_accepting(self, until: Instant) {
+        let _ = self.stop.set(until);
         let _ = self.poller.notify();
         if self.thread.join().is_err() {
             log::error!("the acceptor thread panicked");
@@ -92,7 +94,12 @@ impl Acceptor {
     }
 }
 
-fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &mut Admission) {
+fn run(
+    listener: &TcpListener,
+    poller: &Poller,
+    stop: &OnceLock<Instant>,
+    admission: &mut Admission,
+) {
     let mut events = Events::new();
     loop {
         events.clear();
@@ -101,12 +108,11 @@ fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &m
                 log::error!("acceptor: waiting for connections failed: {error}");
             }
         }
-        if stop.load(Ordering::Acquire) {
-            listener::stop_admitting(listener);
-            let backlog = accept_all(listener, admission);
+        if let Some(until) = stop.get() {
+            let admitted = admit_the_rest(listener, poller, *until, admission);
             let _ = poller.delete(listener);
             log::info!(
-                "acceptor: admitted {backlog} connections from the backlog; listener closed"
+                "acceptor: admitted {admitted} connections from the backlog; listener closed"
             );
             return;
         }
@@ -114,6 +120,30 @@ fn run(listener: &TcpListener, poller: &Poller, stop: &AtomicBool, admission: &m
         if let Err(error) = poller.modify(listener, Event::readable(LISTENER_KEY)) {
             log::error!("acceptor: re-arming the listener failed: {error}");
         }
+    }
+}
+
+/// Stops admitting, then accepts what the kernel queued and the handshakes
+/// still under way as they complete (they wake the listener), until none
+/// is left or `until` passes. Returns how many were accepted.
+fn admit_the_rest(
+    listener: &TcpListener,
+    poller: &Poller,
+    until: Instant,
+    admission: &mut Admission,
+) -> usize {
+    listener::stop_admitting(listener);
+    let mut events = Events::new();
+    let mut admitted = 0;
+    loop {
+        admitted += accept_all(listener, admission);
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || listener::half_open_handshakes(listener) == 0 {
+            return admitted;
+        }
+        events.clear();
+        let _ = poller.modify(listener, Event::readable(LISTENER_KEY));
+        let _ = poller.wait(&mut events, Some(left));
     }
 }
 

@@ -240,9 +240,9 @@ struct Threads {
 }
 
 impl Drain for Threads {
-    fn stop_accepting(&mut self) {
+    fn stop_accepting(&mut self, until: Instant) {
         if let Some(acceptor) = self.acceptor.take() {
-            acceptor.stop_accepting();
+            acceptor.stop_accepting(until);
         }
     }
 

@@ -161,16 +161,18 @@ fn serve_turn(
         let served = conn.http.served() + 1;
         let limit_reached = context.max_requests_per_connection != 0
             && served >= context.max_requests_per_connection;
+        // Read once: the keep-alive decision and the drained count must agree.
+        let shutting_down = lifecycle.is_shutting_down();
         let keep_alive = if !handler_ok || limit_reached {
             KeepAlive::No
-        } else if lifecycle.is_shutting_down() {
+        } else if shutting_down {
             // Answer what the client already sent; close after the last.
             KeepAlive::IfPipelined
         } else {
             KeepAlive::Yes
         };
         let open = conn.http.respond(&response, keep_alive);
-        if lifecycle.is_shutting_down() {
+        if shutting_down {
             lifecycle.drained.fetch_add(1, Ordering::Relaxed);
         }
         if !open {
