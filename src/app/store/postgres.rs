@@ -2,7 +2,6 @@
 //! bounded time, `statement_timeout` on the session, reconnected when it
 //! breaks, and the schema created at first connect.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Row, Statement};
@@ -49,7 +48,9 @@ pub struct PostgresStore {
     owner: u64,
     config: Result<postgres::Config, String>,
     connect_timeout: Duration,
-    migrated: std::sync::Arc<AtomicBool>,
+    /// Whether this process created the schema; the lock is held while one
+    /// connect does it, so concurrent first connects do not all try.
+    migrated: std::sync::Arc<std::sync::Mutex<bool>>,
 }
 
 impl PostgresStore {
@@ -77,42 +78,61 @@ impl PostgresStore {
             owner: clients::next_owner_id(),
             config,
             connect_timeout,
-            migrated: std::sync::Arc::new(AtomicBool::new(false)),
+            migrated: std::sync::Arc::new(std::sync::Mutex::new(false)),
         }
     }
 
     /// Runs `query` on this worker's connection, opening it first if
     /// needed. A connection that broke is dropped, so the next call opens
     /// a new one.
+    ///
+    /// A connection kept from an earlier request may have been closed by
+    /// the server meanwhile (a restart), which the driver only learns by
+    /// using it. When `retry_safe` (the query has no effect, or the same
+    /// effect if run twice), a query that fails that way on a reused
+    /// connection is run once more on a new one.
     fn with_connection<R>(
         &self,
-        query: impl FnOnce(&mut PostgresConnection) -> Result<R, postgres::Error>,
+        retry_safe: bool,
+        mut query: impl FnMut(&mut PostgresConnection) -> Result<R, postgres::Error>,
     ) -> Result<R, StoreError> {
         clients::with(|clients| {
-            if clients.postgres.as_ref().is_some_and(|owned| {
-                owned.owner != self.owner || owned.connection.client.is_closed()
-            }) {
-                clients.postgres = None;
-            }
-            if clients.postgres.is_none() {
-                let connection = self.connect(&mut clients.postgres_pending)?;
-                clients.postgres = Some(Owned {
-                    owner: self.owner,
-                    connection,
-                });
-            }
-            let Some(owned) = clients.postgres.as_mut() else {
-                return Err(StoreError::Unavailable("no connection".into()));
-            };
-            let result = query(&mut owned.connection);
-            let broken = owned.connection.client.is_closed();
-            result.map_err(|error| {
-                if broken || error.as_db_error().is_none() {
+            let mut retried = false;
+            loop {
+                if clients.postgres.as_ref().is_some_and(|owned| {
+                    owned.owner != self.owner || owned.connection.client.is_closed()
+                }) {
                     clients.postgres = None;
                 }
-                log::error!("PostgreSQL query failed: {error}");
-                StoreError::Unavailable(error.to_string())
-            })
+                let reused = clients.postgres.is_some();
+                let owned = match clients.postgres.take() {
+                    Some(owned) => owned,
+                    None => Owned {
+                        owner: self.owner,
+                        connection: self.connect(&mut clients.postgres_pending)?,
+                    },
+                };
+                let owned = clients.postgres.insert(owned);
+                let error = match query(&mut owned.connection) {
+                    Ok(result) => return Ok(result),
+                    Err(error) => error,
+                };
+                let connection_lost =
+                    owned.connection.client.is_closed() || error.as_db_error().is_none();
+                if connection_lost {
+                    clients.postgres = None;
+                }
+                if connection_lost && reused && retry_safe && !retried {
+                    log::warn!(
+                        "PostgreSQL connection lost ({}); retrying on a new one",
+                        describe(&error)
+                    );
+                    retried = true;
+                    continue;
+                }
+                log::error!("PostgreSQL query failed: {}", describe(&error));
+                return Err(StoreError::Unavailable(describe(&error)));
+            }
         })
     }
 
@@ -172,19 +192,23 @@ impl PostgresStore {
 /// the statements.
 fn open_connection(
     config: &postgres::Config,
-    migrated: &AtomicBool,
+    migrated: &std::sync::Mutex<bool>,
 ) -> Result<PostgresConnection, String> {
-    let mut client = config.connect(NoTls).map_err(|error| error.to_string())?;
-    if !migrated.load(Ordering::Acquire) {
-        let mut transaction = client.transaction().map_err(|error| error.to_string())?;
+    let mut client = config.connect(NoTls).map_err(|error| describe(&error))?;
+    let mut done = migrated
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !*done {
+        let mut transaction = client.transaction().map_err(|error| describe(&error))?;
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .and_then(|_| transaction.batch_execute(MIGRATION))
-            .map_err(|error| format!("creating the schema failed: {error}"))?;
-        transaction.commit().map_err(|error| error.to_string())?;
-        migrated.store(true, Ordering::Release);
+            .map_err(|error| format!("creating the schema failed: {}", describe(&error)))?;
+        transaction.commit().map_err(|error| describe(&error))?;
+        *done = true;
         log::info!("PostgreSQL schema is in place");
     }
+    drop(done);
     let prepare =
         |client: &mut Client, sql: &str| client.prepare(sql).map_err(|error| error.to_string());
     Ok(PostgresConnection {
@@ -211,6 +235,19 @@ fn open_connection(
     })
 }
 
+/// The error and its causes: the driver's own message for a server error is
+/// only "db error", with the server's words in the source.
+fn describe(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn event_from_row(row: &Row) -> Result<Event, postgres::Error> {
     Ok(Event {
         id: row.try_get(0)?,
@@ -226,7 +263,8 @@ impl Store for PostgresStore {
         event: &NewEvent,
         idempotency_key: Option<&str>,
     ) -> Result<Inserted, StoreError> {
-        self.with_connection(|connection| {
+        // With a key, running the insert twice has the effect of once.
+        self.with_connection(idempotency_key.is_some(), |connection| {
             let inserted = connection.client.query_opt(
                 &connection.insert,
                 &[&event.kind, &event.payload, &idempotency_key],
@@ -251,7 +289,7 @@ impl Store for PostgresStore {
     }
 
     fn get(&self, id: i64) -> Result<Option<Event>, StoreError> {
-        self.with_connection(|connection| {
+        self.with_connection(true, |connection| {
             connection
                 .client
                 .query_opt(&connection.by_id, &[&id])?
@@ -262,7 +300,7 @@ impl Store for PostgresStore {
     }
 
     fn list(&self, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
-        self.with_connection(|connection| {
+        self.with_connection(true, |connection| {
             let limit = i64::from(limit);
             connection
                 .client
@@ -274,6 +312,8 @@ impl Store for PostgresStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        self.with_connection(|connection| connection.client.simple_query("SELECT 1").map(|_| ()))
+        self.with_connection(true, |connection| {
+            connection.client.simple_query("SELECT 1").map(|_| ())
+        })
     }
 }
