@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
-use support::{Client, EchoServer, RESPONSE_TIMEOUT, Response, Service, assert_still_serving};
-
-/// How long a closed connection may take to show EOF.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+use support::{
+    Client, EchoServer, RESPONSE_TIMEOUT, Response, Service, assert_closed, assert_still_serving,
+};
 
 fn service(extra: &[&str]) -> Service {
     let mut args = vec!["--workers", "2"];
@@ -37,13 +36,6 @@ fn assert_error(response: &Response, status: u16, code: &str, what: &str) {
     assert!(
         response.closes(),
         "{what}: the connection must close: {response:?}"
-    );
-}
-
-fn assert_closed(client: &mut Client, what: &str) {
-    assert!(
-        client.is_closed_within(CLOSE_TIMEOUT),
-        "{what}: the server did not close the connection within {CLOSE_TIMEOUT:?}"
     );
 }
 
@@ -431,6 +423,9 @@ fn trickling_head_is_cut_off_at_the_header_timeout() {
     // reset the clock: the timeout runs from the first byte.
     const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
     const CLOSE_BOUND: Duration = Duration::from_secs(15);
+    // How often the client sends one more byte of its head: well within the
+    // header timeout, so that the head keeps arriving until it is cut off.
+    const TRICKLE_INTERVAL: Duration = Duration::from_millis(100);
     // An idle timeout far longer than the bound: only the header timeout
     // can close the connection in time.
     let service = service(&["--header-timeout", "1s", "--idle-timeout", "60s"]);
@@ -442,10 +437,9 @@ fn trickling_head_is_cut_off_at_the_header_timeout() {
     let mut reader = stream.try_clone().expect("clone the stream");
     let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
     let trickling = std::thread::spawn(move || {
-        // Passing time is the point here: one byte every 100 ms, until told
-        // to stop (the sender is dropped) or the server closes.
-        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(100))
-        {
+        // Passing time is the point here: one byte every TRICKLE_INTERVAL,
+        // until told to stop (the sender is dropped) or the server closes.
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TRICKLE_INTERVAL) {
             if stream.write_all(b"X").is_err() {
                 return;
             }

@@ -156,15 +156,6 @@ fn hook_outcomes(report: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Sends SIGTERM and waits for the exit; returns the exit code and the time
-/// from the signal to the exit.
-fn terminate(service: &mut Service) -> (i32, Duration) {
-    let sent = Instant::now();
-    service.signal("TERM");
-    let code = service.exit_code(EXIT_TIMEOUT);
-    (code, sent.elapsed())
-}
-
 fn hooks_run_last_registered_first_after_the_drain_and_exit_is_clean() {
     let mut service = start(
         &[("first", "ok"), ("second", "ok"), ("third", "ok")],
@@ -172,7 +163,7 @@ fn hooks_run_last_registered_first_after_the_drain_and_exit_is_clean() {
     );
     let mut client = Client::connect(service.addr);
     client.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
-    let (code, _) = terminate(&mut service);
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
     let response = client.read_response();
     assert_eq!(
         response.status,
@@ -215,7 +206,7 @@ fn an_erroring_panicking_or_hanging_hook_does_not_stop_the_others() {
         ("registered-last", "ok"),
     ];
     let mut service = start(&registered, cleanup_timeout);
-    let (code, took) = terminate(&mut service);
+    let (code, took) = service.terminate(EXIT_TIMEOUT);
     assert_eq!(
         code,
         i32::from(EXIT_CLEANUP_FAILED),
@@ -264,7 +255,7 @@ fn an_erroring_panicking_or_hanging_hook_does_not_stop_the_others() {
 fn a_hook_that_never_returns_is_given_up_at_the_cleanup_timeout() {
     let cleanup_timeout = Duration::from_millis(800);
     let mut service = start(&[("hangs", "hang")], cleanup_timeout);
-    let (code, took) = terminate(&mut service);
+    let (code, took) = service.terminate(EXIT_TIMEOUT);
     assert_eq!(
         code,
         i32::from(EXIT_CLEANUP_FAILED),
@@ -292,7 +283,7 @@ fn a_hook_returning_an_error_makes_an_otherwise_clean_shutdown_exit_4() {
         &[("flush", "ok"), ("close-pool", "err")],
         Duration::from_secs(2),
     );
-    let (code, _) = terminate(&mut service);
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
     assert_eq!(
         code,
         i32::from(EXIT_CLEANUP_FAILED),

@@ -12,22 +12,18 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use support::postgres::{self, Postgres};
 use support::redis::{self, Redis};
-use support::{Client, Response, Service};
+use support::{Client, Dial, Response, Service, dial};
 
 /// Longest wait for a service to exit after SIGTERM when nothing blocks it.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for a connect. A SYN that arrives while the service has
-/// stopped admitting is dropped and retried by the kernel after 1 s, and
-/// then refused, so a connect racing the listener close may take that long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the service's PostgreSQL connections to disappear from
 /// `pg_stat_activity` once it has exited.
 const BACKENDS_GONE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -590,33 +586,6 @@ struct Tally {
     connects: u64,
 }
 
-/// How a connect ended.
-enum Dial {
-    Accepted(TcpStream),
-    /// ECONNREFUSED: nothing listens any more.
-    Refused,
-    /// Anything else: a timeout, a reset, ...
-    Failed(io::Error),
-}
-
-fn dial(addr: SocketAddr) -> Dial {
-    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-        Ok(stream) => Dial::Accepted(stream),
-        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => Dial::Refused,
-        Err(error) => Dial::Failed(error),
-    }
-}
-
-/// Writes a request on a connection and reads its answer, saying why if
-/// there is none (a failed write included).
-fn exchange(client: &mut Client, request: &[u8]) -> Result<Response, String> {
-    client
-        .stream
-        .write_all(request)
-        .map_err(|error| format!("write failed: {error}"))?;
-    client.try_read_response()
-}
-
 /// A client that posts events with unique idempotency keys on a keep-alive
 /// connection, reconnects after `Connection: close`, retries a request
 /// whose connection failed before its response (same key), and stops at
@@ -663,7 +632,7 @@ fn load_client(
                     }
                 },
             };
-            match exchange(client, &request) {
+            match client.try_exchange(&request) {
                 Ok(response) => break response,
                 Err(why) => {
                     tally

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,12 +17,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use support::postgres::{self, Postgres};
 use support::redis::Redis;
-use support::{Client, Response, Service};
+use support::{CONNECT_TIMEOUT, Client, Response, Service};
 
 /// Longest wait for a service to exit after SIGTERM when nothing blocks it.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for a connect to the service.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The short timeouts of the shutdown tests, as flags and as durations.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -183,22 +180,9 @@ fn send_in_background(addr: SocketAddr, request: Vec<u8>) -> Receiver<Result<Res
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let mut client = Client::connect(addr);
     std::thread::spawn(move || {
-        let outcome = client
-            .stream
-            .write_all(&request)
-            .map_err(|error| format!("write failed: {error}"))
-            .and_then(|()| client.try_read_response());
-        let _ = done_tx.send(outcome);
+        let _ = done_tx.send(client.try_exchange(&request));
     });
     done
-}
-
-/// SIGTERM; the time from the signal to exit and the exit code.
-fn terminate(service: &mut Service) -> (Duration, i32) {
-    let signalled = Instant::now();
-    service.signal("TERM");
-    let code = service.exit_code(EXIT_TIMEOUT);
-    (signalled.elapsed(), code)
 }
 
 /// The report's entry for the cleanup hook `name`.
@@ -286,11 +270,7 @@ fn crash_client(
                 }
             },
         };
-        let outcome = client
-            .stream
-            .write_all(&post_request(&body, &key, false))
-            .map_err(|error| format!("write failed: {error}"))
-            .and_then(|()| client.try_read_response());
+        let outcome = client.try_exchange(&post_request(&body, &key, false));
         match outcome {
             Ok(response) => {
                 tally.answers += 1;
@@ -474,7 +454,7 @@ fn postgres_crash_under_load_gets_503s_and_the_service_recovers_by_itself() {
     );
     wait_ready(&service, READINESS_TIMEOUT);
 
-    let (_, code) = terminate(&mut service);
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
     assert_eq!(code, EXIT_CLEAN, "log:\n{}", service.log_text());
 }
 
@@ -561,7 +541,7 @@ fn after_postgres_restarts_while_the_service_is_idle_the_next_posts_succeed() {
         failed.len(),
         service.log_text()
     );
-    let (_, code) = terminate(&mut service);
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
     assert_eq!(code, EXIT_CLEAN, "log:\n{}", service.log_text());
 }
 
@@ -621,7 +601,7 @@ fn with_redis_dead_reads_and_writes_still_succeed_and_cache_errors_are_counted()
     let errors = metric(addr, "gremlins_cache_errors_total");
     assert!(errors >= 1.0, "cache errors in /metrics: {errors}");
 
-    let (took, code) = terminate(&mut service);
+    let (code, took) = service.terminate(EXIT_TIMEOUT);
     let report = service.report();
     eprintln!("redis dead: {errors} cache errors; exit {took:?} after SIGTERM; report {report}");
     assert_eq!(
@@ -667,7 +647,7 @@ fn silent_redis_during_shutdown_does_not_delay_exit_past_the_timeouts() {
         format!("GET /v1/events/{id} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes(),
     );
     wait_in_flight(&service, 1);
-    let (took, code) = terminate(&mut service);
+    let (code, took) = service.terminate(EXIT_TIMEOUT);
     let report = service.report();
     eprintln!("silent redis: exit {took:?} after SIGTERM; report {report}");
     assert_exit_within_budget(&service, took);
@@ -720,7 +700,7 @@ fn silent_postgres_during_shutdown_with_a_request_blocked_on_it_does_not_delay_e
         post_request(&event("stuck", serde_json::json!({})), "stuck-1", false),
     );
     wait_in_flight(&service, 1);
-    let (took, code) = terminate(&mut service);
+    let (code, took) = service.terminate(EXIT_TIMEOUT);
     let report = service.report();
     eprintln!("silent postgres: exit {took:?} after SIGTERM; report {report}");
     assert_exit_within_budget(&service, took);
@@ -781,6 +761,6 @@ fn started_while_postgres_is_down_the_service_is_unready_until_postgres_starts()
     assert_eq!(fetched.status, 200, "{}", fetched.text());
     eprintln!("postgres down at start: /readyz 200 {ready_after:?} after PostgreSQL started");
 
-    let (_, code) = terminate(&mut service);
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
     assert_eq!(code, EXIT_CLEAN, "log:\n{}", service.log_text());
 }

@@ -13,10 +13,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
-use support::{Client, EchoServer, RESPONSE_TIMEOUT, Response, Service};
-
-/// How long a closed connection may take to show EOF.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+use support::{
+    CONNECT_TIMEOUT, Client, EchoServer, RESPONSE_TIMEOUT, Response, Service, assert_closed,
+};
 
 fn service(extra: &[&str]) -> Service {
     let mut args = vec!["--workers", "2"];
@@ -26,8 +25,7 @@ fn service(extra: &[&str]) -> Service {
 
 /// Opens a raw connection with a read timeout.
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
-    let stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the server");
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).expect("connect to the server");
     stream
         .set_read_timeout(Some(RESPONSE_TIMEOUT))
         .expect("set the read timeout");
@@ -55,13 +53,6 @@ fn assert_keeps_alive(response: &Response, what: &str) {
     assert!(
         !response.closes(),
         "{what}: unexpected Connection: close: {response:?}"
-    );
-}
-
-fn assert_closed(client: &mut Client, what: &str) {
-    assert!(
-        client.is_closed_within(CLOSE_TIMEOUT),
-        "{what}: the server did not close the connection within {CLOSE_TIMEOUT:?}"
     );
 }
 

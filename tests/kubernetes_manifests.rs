@@ -10,9 +10,13 @@
 //! what a schema cannot: the shutdown budget, and that the files agree with each other and with
 //! the service (routes, port, environment variables, the Dockerfile's user).
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::time::Duration;
 
+use support::manifests::{
+    api_container, items, kubernetes_dir, load_one, parse_duration, pod_spec, read,
+};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Routes and port of the service, as its configuration and router define them.
@@ -50,34 +54,6 @@ struct Manifests {
     dockerfile: String,
 }
 
-fn kubernetes_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("kubernetes")
-}
-
-fn read(file: &str) -> String {
-    let path = kubernetes_dir().join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
-}
-
-/// Parses `file`, which must hold exactly one YAML document of the given kind.
-fn load_one(file: &str, kind: &str) -> Yaml {
-    let mut docs = YamlLoader::load_from_str(&read(file))
-        .unwrap_or_else(|err| panic!("kubernetes/{file} is not valid YAML: {err}"));
-    assert_eq!(
-        docs.len(),
-        1,
-        "kubernetes/{file} must hold exactly one document"
-    );
-    let doc = docs.remove(0);
-    assert_eq!(
-        doc["kind"].as_str(),
-        Some(kind),
-        "kubernetes/{file} must be a {kind}"
-    );
-    doc
-}
-
 fn load() -> Manifests {
     Manifests {
         deployment: load_one("deployment.yaml", "Deployment"),
@@ -94,31 +70,6 @@ fn load() -> Manifests {
 // ---------------------------------------------------------------------------------------------
 // Reading the documents
 // ---------------------------------------------------------------------------------------------
-
-/// Parses a duration the way the service parses its configuration: `30s`, `250ms`, `2m`, or a
-/// bare integer meaning seconds. Anything else (`1h`, `1.5s`, `30 s`, `-1s`) is an error.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (digits, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1_000)
-    } else if let Some(m) = text.strip_suffix('m') {
-        (m, 60_000)
-    } else {
-        (text, 1_000)
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "{text:?} is not a duration (expected e.g. \"30s\", \"250ms\", \"2m\" or \"30\")"
-        ));
-    }
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ms))
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too large a duration"))
-}
 
 fn seconds(d: Duration) -> String {
     if d.subsec_millis() == 0 {
@@ -141,26 +92,11 @@ fn show(yaml: &Yaml) -> String {
     }
 }
 
-fn items(yaml: &Yaml) -> &[Yaml] {
-    yaml.as_vec().map(Vec::as_slice).unwrap_or(&[])
-}
-
-fn pod_spec(deployment: &Yaml) -> &Yaml {
-    &deployment["spec"]["template"]["spec"]
-}
-
 fn containers(deployment: &Yaml) -> impl Iterator<Item = &Yaml> {
     let spec = pod_spec(deployment);
     items(&spec["initContainers"])
         .iter()
         .chain(items(&spec["containers"]))
-}
-
-/// The container `api`, which serves the requests.
-fn api_container(deployment: &Yaml) -> Option<&Yaml> {
-    items(&pod_spec(deployment)["containers"])
-        .iter()
-        .find(|c| c["name"].as_str() == Some("api"))
 }
 
 fn name_of(doc: &Yaml) -> &str {

@@ -18,15 +18,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use support::{Client, Service};
-use yaml_rust2::{Yaml, YamlLoader};
+use support::manifests::{api_container, items, load_one, parse_duration, pod_spec};
+use support::server_process::run_bounded;
+use support::{Client, DRAINING_LOG, Dial, LISTENER_CLOSED_LOG, Service, dial};
+use yaml_rust2::Yaml;
 
 /// The preStop sleep is played this many times faster than the manifest says. Nothing else is
 /// scaled: the kubelet's SIGKILL deadline counts the preStop sleep at its manifest value.
@@ -40,16 +41,8 @@ const CLIENT_CYCLE: [&str; 3] = ["/test/sleep", "/", "/readyz"];
 const SLEEP_MS: usize = 50;
 /// Longest wait for every load client to be answered once before the preStop sleep starts.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest wait for a connect. A SYN that arrives while the acceptor has stopped admitting is
-/// dropped and retried by the kernel after 1 s, and then refused, so a connect racing the
-/// listener close may take that long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a log line that shows a shutdown step was reached.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
-/// What the service logs once it is draining (`/readyz` 503).
-const DRAINING_LOG: &str = "SIGTERM received";
-/// What the service logs once its listener is closed.
-const LISTENER_CLOSED_LOG: &str = "shutdown: listener closed";
 /// From SIGTERM to exit when every request takes 50 ms: the requests in flight, the last call
 /// for idle keep-alive connections (300 ms by default), the cleanup hooks. This is "well before
 /// the grace period", with room for a loaded two-core machine.
@@ -87,56 +80,6 @@ struct PodTermination {
     env: BTreeMap<String, String>,
 }
 
-fn read_manifest(file: &str, kind: &str) -> Yaml {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("kubernetes")
-        .join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
-    let mut docs = YamlLoader::load_from_str(&text)
-        .unwrap_or_else(|error| panic!("kubernetes/{file} is not valid YAML: {error}"));
-    assert_eq!(
-        docs.len(),
-        1,
-        "kubernetes/{file} must hold exactly one document"
-    );
-    let doc = docs.remove(0);
-    assert_eq!(
-        doc["kind"].as_str(),
-        Some(kind),
-        "kubernetes/{file} must be a {kind}"
-    );
-    doc
-}
-
-fn items(yaml: &Yaml) -> &[Yaml] {
-    yaml.as_vec().map(Vec::as_slice).unwrap_or(&[])
-}
-
-/// Parses a duration as the service does: `30s`, `250ms`, `2m`, or a bare integer of seconds.
-fn parse_duration(text: &str) -> Duration {
-    let (digits, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1_000)
-    } else if let Some(m) = text.strip_suffix('m') {
-        (m, 60_000)
-    } else {
-        (text, 1_000)
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|n| n.checked_mul(unit_ms))
-        .map(Duration::from_millis)
-        .unwrap_or_else(|| {
-            panic!(
-                "{text:?} is not a duration (expected e.g. \"30s\", \"250ms\", \"2m\" or \"30\")"
-            )
-        })
-}
-
 /// Positive whole seconds from a manifest field.
 fn seconds_field(yaml: &Yaml, what: &str) -> Duration {
     match yaml.as_i64() {
@@ -147,13 +90,10 @@ fn seconds_field(yaml: &Yaml, what: &str) -> Duration {
 
 impl PodTermination {
     fn from_manifests() -> Self {
-        let deployment = read_manifest("deployment.yaml", "Deployment");
-        let configmap = read_manifest("configmap.yaml", "ConfigMap");
-        let pod = &deployment["spec"]["template"]["spec"];
-        let api = items(&pod["containers"])
-            .iter()
-            .find(|c| c["name"].as_str() == Some("api"))
-            .expect("deployment.yaml has a container named `api`");
+        let deployment = load_one("deployment.yaml", "Deployment");
+        let configmap = load_one("configmap.yaml", "ConfigMap");
+        let pod = pod_spec(&deployment);
+        let api = api_container(&deployment).expect("deployment.yaml has a container named `api`");
 
         let grace_period = seconds_field(
             &pod["terminationGracePeriodSeconds"],
@@ -207,7 +147,7 @@ impl PodTermination {
                      {configmap_name}; the service would run with its default"
                 )
             });
-            parse_duration(text)
+            parse_duration(text).unwrap_or_else(|error| panic!("{var}: {error}"))
         };
         let drain_delay = duration_of("DRAIN_DELAY");
         let shutdown_timeout = duration_of("SHUTDOWN_TIMEOUT");
@@ -253,23 +193,6 @@ impl PodTermination {
 // -------------------------------------------------------------------------------------------
 // The load
 // -------------------------------------------------------------------------------------------
-
-/// How a connect ended.
-enum Dial {
-    Accepted(TcpStream),
-    /// ECONNREFUSED: nothing listens any more.
-    Refused,
-    /// Anything else: a timeout, a reset, ...
-    Failed(io::Error),
-}
-
-fn dial(addr: SocketAddr) -> Dial {
-    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-        Ok(stream) => Dial::Accepted(stream),
-        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => Dial::Refused,
-        Err(error) => Dial::Failed(error),
-    }
-}
 
 /// One complete response a load client got.
 #[derive(Debug)]
@@ -652,35 +575,20 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
 // The budget
 // -------------------------------------------------------------------------------------------
 
-/// Runs the binary with `env`, which it must refuse at start; returns its output.
+/// Runs the binary with `env`, which it must refuse at start; returns its output. SIGKILLs it
+/// and panics if it is still running after [`REFUSAL_TIMEOUT`].
 fn run_expecting_refusal(env: &[(&str, &str)]) -> Output {
-    let child = Command::new(support::binary())
+    let mut command = Command::new(support::binary());
+    command
         .args(["--listen", "127.0.0.1:0", "--enable-test-routes"])
         .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the service");
-    let pid = child.id();
-    let (output_tx, output_rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let _ = output_tx.send(child.wait_with_output());
-    });
-    match output_rx.recv_timeout(REFUSAL_TIMEOUT) {
-        Ok(output) => output.expect("wait for the service"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!(
-                "the service did not exit within {REFUSAL_TIMEOUT:?} of starting with a grace period \
-                 too short for its timeouts; it was SIGKILLed"
-            );
-        }
-    }
+        .envs(env.iter().copied());
+    run_bounded(
+        &mut command,
+        REFUSAL_TIMEOUT,
+        "the service started with a grace period too short for its timeouts",
+    )
+    .unwrap_or_else(|error| panic!("{error}"))
 }
 
 #[test]

@@ -14,7 +14,7 @@
 mod support;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -22,21 +22,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use gremlins_api::EXIT_DRAIN_TIMED_OUT;
-use support::{Client, Service};
+use support::{CONNECT_TIMEOUT, Client, DRAINING_LOG, Dial, LISTENER_CLOSED_LOG, Service, dial};
 
 /// Longest wait for a service to exit when it is expected to.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest wait for a connect. A SYN that arrives while the acceptor has
-/// stopped admitting is dropped and retried by the kernel after 1 s, and
-/// then refused, so a connect racing the listener close may take that long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the log line that shows a shutdown step was reached.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
-/// What the coordinator logs once the phase is `Draining`.
-const DRAINING_LOG: &str = "SIGTERM received";
-/// What the coordinator logs once the listener is closed and the last call
-/// has begun.
-const LISTENER_CLOSED_LOG: &str = "shutdown: listener closed";
 
 /// Serialises the tests of this file: one service process at a time.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -62,23 +53,6 @@ fn send(service: &Service, signal: libc::c_int) -> Instant {
     sent
 }
 
-/// How a connect ended.
-enum Dial {
-    Accepted(TcpStream),
-    /// ECONNREFUSED: nothing listens any more.
-    Refused,
-    /// Anything else: a timeout, a reset, ...
-    Failed(io::Error),
-}
-
-fn dial(addr: SocketAddr) -> Dial {
-    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-        Ok(stream) => Dial::Accepted(stream),
-        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => Dial::Refused,
-        Err(error) => Dial::Failed(error),
-    }
-}
-
 /// Asserts that a new connect is refused (not accepted, reset or left
 /// hanging).
 fn assert_refused(addr: SocketAddr, when: &str) {
@@ -89,16 +63,6 @@ fn assert_refused(addr: SocketAddr, when: &str) {
             panic!("a connect {when} failed with {error:?}; expected ECONNREFUSED")
         }
     }
-}
-
-/// Writes a request on a connection and reads its answer, saying why if
-/// there is none (a failed write included).
-fn exchange(client: &mut Client, request: &str) -> Result<support::Response, String> {
-    client
-        .stream
-        .write_all(request.as_bytes())
-        .map_err(|error| format!("write failed: {error:?}"))?;
-    client.try_read_response()
 }
 
 fn request(path: &str) -> String {
@@ -370,7 +334,7 @@ fn sigterm_under_load(run: usize, totals: &mut LoadTotals) {
     send(&service, libc::SIGCONT);
 
     service.wait_for_log(DRAINING_LOG, LOG_TIMEOUT);
-    let last = exchange(&mut idle_keep_alive, &request("/"));
+    let last = idle_keep_alive.try_exchange(request("/").as_bytes());
     let last = last.unwrap_or_else(|error| {
         panic!(
             "run {run}: a request on an idle keep-alive connection right after SIGTERM got no complete response: \
@@ -554,7 +518,7 @@ fn a_connection_whose_handshake_completes_as_the_listener_closes_is_served_not_r
     send(&service, libc::SIGTERM);
     let closed = service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
     let exercised = connected.elapsed() < Duration::from_millis(150);
-    let response = exchange(&mut client, &request("/"));
+    let response = client.try_exchange(request("/").as_bytes());
     let code = service.exit_code(EXIT_TIMEOUT);
     if !exercised {
         eprintln!(
@@ -897,12 +861,14 @@ fn an_idle_keep_alive_connection_is_served_during_the_last_call_and_closed_if_qu
     }
     send(&service, libc::SIGTERM);
     service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
-    let response = exchange(&mut late, &request("/")).unwrap_or_else(|error| {
-        panic!(
-            "a request during the last call got no complete response: {error}; log:\n{}",
-            service.log_text()
-        )
-    });
+    let response = late
+        .try_exchange(request("/").as_bytes())
+        .unwrap_or_else(|error| {
+            panic!(
+                "a request during the last call got no complete response: {error}; log:\n{}",
+                service.log_text()
+            )
+        });
     assert!(
         response.status == 200 && response.closes(),
         "a request during the last call: {response:?}"
@@ -961,27 +927,36 @@ fn two_hundred_idle_keep_alive_connections_do_not_delay_exit() {
     }
 }
 
-#[test]
-fn a_second_sigterm_during_a_long_drain_exits_at_once_with_143() {
-    let _one = one_at_a_time();
+/// Starts a service with a 10 s request in flight and sends it `signal`
+/// (named `name`, as in `SIGTERM`); once it has logged `NAME received`, sends
+/// `signal` again and asserts that the service exits within 500 ms with
+/// `code`. Returns the client whose request that exit cut short.
+fn assert_second_signal_exits_at_once(signal: libc::c_int, name: &str, code: i32) -> Client {
     let mut service = Service::start(&["--enable-test-routes"]);
     let mut busy = Client::connect(service.addr);
     busy.send(request("/test/sleep?ms=10000").as_bytes());
-    send(&service, libc::SIGTERM);
-    service.wait_for_log(DRAINING_LOG, LOG_TIMEOUT);
-    let sent = send(&service, libc::SIGTERM);
-    let code = service.exit_code(EXIT_TIMEOUT);
+    send(&service, signal);
+    service.wait_for_log(&format!("{name} received"), LOG_TIMEOUT);
+    let sent = send(&service, signal);
+    let exit_code = service.exit_code(EXIT_TIMEOUT);
     let took = sent.elapsed();
     assert_eq!(
+        exit_code,
         code,
-        143,
-        "exit code after a second SIGTERM; log:\n{}",
+        "exit code after a second {name}; log:\n{}",
         service.log_text()
     );
     assert!(
         took < Duration::from_millis(500),
-        "exit {took:?} after the second SIGTERM"
+        "exit {took:?} after the second {name}"
     );
+    busy
+}
+
+#[test]
+fn a_second_sigterm_during_a_long_drain_exits_at_once_with_143() {
+    let _one = one_at_a_time();
+    let mut busy = assert_second_signal_exits_at_once(libc::SIGTERM, "SIGTERM", 143);
     assert!(
         busy.try_read_response().is_err(),
         "the request cut short by the forced exit got an answer"
@@ -1040,7 +1015,7 @@ fn a_request_head_half_received_at_sigterm_is_served_once_it_completes() {
     client.send(b"GET / HTTP/1.1\r\nHost: te");
     send(&service, libc::SIGTERM);
     service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
-    let response = exchange(&mut client, "st\r\n\r\n").unwrap_or_else(|error| {
+    let response = client.try_exchange(b"st\r\n\r\n").unwrap_or_else(|error| {
         panic!(
             "the completed head got no response: {error}; log:\n{}",
             service.log_text()
@@ -1098,21 +1073,5 @@ fn sigint_drains_like_sigterm_and_a_second_one_exits_at_once_with_130() {
     );
     assert_eq!(service.report()["trigger"], "SIGINT");
 
-    let mut service = Service::start(&["--enable-test-routes"]);
-    let mut busy = Client::connect(service.addr);
-    busy.send(request("/test/sleep?ms=10000").as_bytes());
-    send(&service, libc::SIGINT);
-    service.wait_for_log("SIGINT received", LOG_TIMEOUT);
-    let sent = send(&service, libc::SIGINT);
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        130,
-        "log:\n{}",
-        service.log_text()
-    );
-    let took = sent.elapsed();
-    assert!(
-        took < Duration::from_millis(500),
-        "exit {took:?} after the second SIGINT"
-    );
+    assert_second_signal_exits_at_once(libc::SIGINT, "SIGINT", 130);
 }

@@ -1,14 +1,19 @@
 //! Helpers for integration tests: the service as a real child process on
-//! 127.0.0.1, a small blocking HTTP/1.1 client, and /proc readings.
+//! 127.0.0.1, a small blocking HTTP/1.1 client, and /proc readings. The
+//! submodules hold throwaway PostgreSQL and Redis servers (`postgres`,
+//! `redis`, on the plumbing of `server_process`) and the reading of
+//! `kubernetes/` (`manifests`).
 //!
 //! Every wait here has a timeout whose panic message says what was awaited.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod manifests;
 pub mod postgres;
 pub mod redis;
+pub mod server_process;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,6 +25,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default bound for reading one response.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closed connection may take to show EOF.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the service logs once it is draining (`/readyz` 503) after SIGTERM.
+pub const DRAINING_LOG: &str = "SIGTERM received";
+/// What the service logs once its listener is closed and the last call for
+/// idle keep-alive connections has begun.
+pub const LISTENER_CLOSED_LOG: &str = "shutdown: listener closed";
+/// Longest wait for a connect. A SYN that arrives while the acceptor has
+/// stopped admitting is dropped and retried by the kernel after 1 s, and
+/// then refused, so a connect racing the listener close may take that long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The release (or test-profile) binary under test.
 pub fn binary() -> &'static str {
@@ -34,6 +50,9 @@ pub struct Service {
     log: Arc<Mutex<Vec<String>>>,
     exit: Receiver<ExitStatus>,
     exited: Option<ExitStatus>,
+    /// The service's own TMPDIR (its spool dir lives there), removed with
+    /// whatever a killed service left in it when this is dropped.
+    _temp: tempfile::TempDir,
 }
 
 impl Service {
@@ -51,8 +70,13 @@ impl Service {
 
     /// Starts any program that logs `listening on ADDR` like the service.
     pub fn spawn(mut command: Command, env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::Builder::new()
+            .prefix("gremlins-test-")
+            .tempdir()
+            .expect("a temp dir for the service");
         command
             .env("RUST_LOG", "info")
+            .env("TMPDIR", temp.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -85,6 +109,7 @@ impl Service {
             log,
             exit,
             exited: None,
+            _temp: temp,
         };
         let line = service.wait_for_log("listening on ", START_TIMEOUT);
         let addr = line
@@ -150,6 +175,15 @@ impl Service {
             }
             Err(RecvTimeoutError::Disconnected) => panic!("lost track of the service process"),
         }
+    }
+
+    /// Sends SIGTERM and waits, up to `timeout`, for the exit; returns the
+    /// exit code and the time from the signal to the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> (i32, Duration) {
+        let signalled = Instant::now();
+        self.signal("TERM");
+        let code = self.exit_code(timeout);
+        (code, signalled.elapsed())
     }
 
     /// The exit code, after [`wait_exit`](Self::wait_exit).
@@ -250,8 +284,8 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .expect("connect to the service");
+        let stream =
+            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).expect("connect to the service");
         Self::from_stream(stream)
     }
 
@@ -268,6 +302,15 @@ impl Client {
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write the request");
+    }
+
+    /// Writes `request` and reads its answer, saying why if there is none
+    /// (a failed write included).
+    pub fn try_exchange(&mut self, request: &[u8]) -> Result<Response, String> {
+        self.stream
+            .write_all(request)
+            .map_err(|error| format!("write failed: {error}"))?;
+        self.try_read_response()
     }
 
     /// Sends `GET path` (keep-alive).
@@ -376,6 +419,24 @@ impl Client {
     }
 }
 
+/// How a connect ended.
+pub enum Dial {
+    Accepted(TcpStream),
+    /// ECONNREFUSED: nothing listens any more.
+    Refused,
+    /// Anything else: a timeout, a reset, ...
+    Failed(io::Error),
+}
+
+/// Connects to `addr` within [`CONNECT_TIMEOUT`] and says how that ended.
+pub fn dial(addr: SocketAddr) -> Dial {
+    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        Ok(stream) => Dial::Accepted(stream),
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => Dial::Refused,
+        Err(error) => Dial::Failed(error),
+    }
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
@@ -388,6 +449,15 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     client
         .send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
     client.read_response()
+}
+
+/// Asserts that the server closes `client`'s connection within
+/// [`CLOSE_TIMEOUT`] without sending anything more.
+pub fn assert_closed(client: &mut Client, what: &str) {
+    assert!(
+        client.is_closed_within(CLOSE_TIMEOUT),
+        "{what}: the server did not close the connection within {CLOSE_TIMEOUT:?}"
+    );
 }
 
 /// Asserts a normal request on a fresh connection still succeeds.
