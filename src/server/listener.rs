@@ -91,22 +91,24 @@ pub(crate) fn half_open_handshakes(listener: &TcpListener) -> usize {
             return 0;
         };
         let port = format!(":{:04X}", local.port());
-        ["/proc/net/tcp", "/proc/net/tcp6"]
-            .iter()
-            .filter_map(|table| std::fs::read_to_string(table).ok())
-            .map(|table| {
-                table
-                    .lines()
-                    .skip(1)
-                    .filter(|line| {
-                        let mut columns = line.split_whitespace().skip(1);
-                        let local_address = columns.next().unwrap_or_default();
-                        let state = columns.nth(1).unwrap_or_default();
-                        local_address.ends_with(&port) && state == SYN_RECV
-                    })
-                    .count()
+        let table = if local.is_ipv4() {
+            "/proc/net/tcp"
+        } else {
+            "/proc/net/tcp6"
+        };
+        let Ok(table) = std::fs::read_to_string(table) else {
+            return 0;
+        };
+        table
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let mut columns = line.split_whitespace().skip(1);
+                let local_address = columns.next().unwrap_or_default();
+                let state = columns.nth(1).unwrap_or_default();
+                local_address.ends_with(&port) && state == SYN_RECV
             })
-            .sum()
+            .count()
     }
     #[cfg(not(target_os = "linux"))]
     {
