@@ -41,8 +41,6 @@ struct Admission {
     max_connections: usize,
     over_capacity: RateLimitedWarning,
     accept_failed: RateLimitedWarning,
-    /// When the last connection was accepted.
-    last_accepted: Option<Instant>,
 }
 
 impl Acceptor {
@@ -68,7 +66,6 @@ impl Acceptor {
             max_connections,
             over_capacity: RateLimitedWarning::default(),
             accept_failed: RateLimitedWarning::default(),
-            last_accepted: None,
         };
         let thread = {
             let poller = Arc::clone(&poller);
@@ -126,12 +123,6 @@ fn run(
     }
 }
 
-/// A handshake still under way at shutdown belongs to a client connecting
-/// right now. When nothing was accepted for this long, the server is taken
-/// to have none: looking (a scan of `/proc/net/tcp`) costs milliseconds on a
-/// host with many sockets, which every idle exit would otherwise pay.
-const RECENT_ACCEPT: Duration = Duration::from_secs(1);
-
 /// Stops admitting, then accepts what the kernel queued and the handshakes
 /// still under way as they complete (they wake the listener), until none
 /// is left or `until` passes. Returns how many were accepted.
@@ -147,10 +138,7 @@ fn admit_the_rest(
     loop {
         admitted += accept_all(listener, admission);
         let left = until.saturating_duration_since(Instant::now());
-        let busy_lately = admission
-            .last_accepted
-            .is_some_and(|accepted| accepted.elapsed() < RECENT_ACCEPT);
-        if left.is_zero() || !busy_lately || listener::half_open_handshakes(listener) == 0 {
+        if left.is_zero() || listener::half_open_handshakes(listener) == 0 {
             return admitted;
         }
         events.clear();
@@ -168,7 +156,6 @@ fn accept_all(listener: &TcpListener, admission: &mut Admission) -> usize {
         match listener::accept(listener) {
             Ok(stream) => {
                 accepted += 1;
-                admission.last_accepted = Some(Instant::now());
                 admit(stream, admission);
             }
             Err(error) => match error.kind() {
