@@ -2,7 +2,7 @@
 //! periodic flush and by the `flush_metrics` cleanup hook at exit, so no
 //! count is lost when the process stops.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,38 +14,44 @@ use super::cache::Cache;
 /// The field that counts every request.
 pub const TOTAL_FIELD: &str = "total";
 
-/// Counts not yet written to Redis, by field (`total`, `GET /healthz 200`).
+/// What one request is counted under: method, route template, status.
+type Key = (&'static str, &'static str, u16);
+
+/// Counts not yet written to Redis. Keys are static, so counting costs a
+/// lock and a hash, no allocation; field names (`GET /healthz 200`, and
+/// `total`) are made at flush time.
 #[derive(Debug, Default)]
 pub struct RequestCounters {
-    pending: Mutex<BTreeMap<String, u64>>,
+    pending: Mutex<HashMap<Key, u64>>,
 }
 
 impl RequestCounters {
     /// Counts one request.
-    pub fn record(&self, route: &str, method: &str, status: u16) {
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *pending.entry(TOTAL_FIELD.to_owned()).or_default() += 1;
-        *pending
-            .entry(format!("{method} {route} {status}"))
-            .or_default() += 1;
+    pub fn record(&self, route: &'static str, method: &'static str, status: u16) {
+        *self.lock().entry((method, route, status)).or_default() += 1;
     }
 
     /// Writes what is pending to Redis; on failure the counts are put back,
     /// to be written by the next flush.
     pub fn flush(&self, cache: &Cache) -> Result<(), String> {
-        let taken: Vec<(String, u64)> = std::mem::take(&mut *self.lock()).into_iter().collect();
-        cache.add_counts(&taken).inspect_err(|_| {
+        let taken = std::mem::take(&mut *self.lock());
+        let total: u64 = taken.values().sum();
+        let mut fields: Vec<(String, u64)> = taken
+            .iter()
+            .map(|((method, route, status), count)| (format!("{method} {route} {status}"), *count))
+            .collect();
+        if total > 0 {
+            fields.push((TOTAL_FIELD.to_owned(), total));
+        }
+        cache.add_counts(&fields).inspect_err(|_| {
             let mut pending = self.lock();
-            for (field, count) in taken {
-                *pending.entry(field).or_default() += count;
+            for (key, count) in taken {
+                *pending.entry(key).or_default() += count;
             }
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, u64>> {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

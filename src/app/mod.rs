@@ -225,7 +225,9 @@ impl Handler for App {
             method,
             status,
         });
-        self.counters.record(route, method, status);
+        if self.services.cache.is_enabled() {
+            self.counters.record(route, method, status);
+        }
         response
     }
 
