@@ -308,20 +308,28 @@ impl Config {
     }
 }
 
-/// A connection URL with its password replaced by `***`, for logs.
+/// A connection URL fit for a log line: the user name and the host, port
+/// and path, never the password, and never the query (it may carry
+/// `password=`). Nothing after the first `:` of the user info is printed,
+/// so a password containing `/`, `?` or `@` cannot leak either.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
+    let (user, location) = match rest.rfind('@') {
+        Some(at) => {
+            let user_info = &rest[..at];
             let user = user_info.split(':').next().unwrap_or_default();
             let password = if user_info.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{password}@{host}{tail}")
+            (format!("{user}{password}@"), &rest[at + 1..])
         }
-        None => url.to_owned(),
-    }
+        None => (String::new(), rest),
+    };
+    let (location, query) = match location.find(['?', '#']) {
+        Some(at) => (&location[..at], "?***"),
+        None => (location, ""),
+    };
+    format!("{scheme}://{user}{location}{query}")
 }
 
 /// Parses `250ms`, `30s`, `2m` or a bare number of seconds.
@@ -429,6 +437,13 @@ mod tests {
         );
         assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
         assert!(!redact_url("postgres://u:p@w@h/db").contains("p@w"));
+        let tricky = redact_url("postgres://pg:se/cret@127.0.0.1:55432/postgres?password=hunter2");
+        assert_eq!(tricky, "postgres://pg:***@127.0.0.1:55432/postgres?***");
+        assert!(!redact_url("postgres://pg:a?b@h/db").contains("a?b"));
+        assert_eq!(
+            redact_url("redis://cache:6379/0?pass=x"),
+            "redis://cache:6379/0?***"
+        );
     }
 
     #[test]

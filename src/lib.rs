@@ -6,7 +6,8 @@
 //! 1. **Running**: the acceptor admits connections, a poller parks idle
 //!    ones, a fixed pool of workers runs the handler. `/readyz` is 200.
 //! 2. **Draining** (first SIGTERM or SIGINT, or [`ShutdownHandle::shutdown`]):
-//!    readiness fails at once, every response carries `Connection: close`,
+//!    readiness fails at once, each connection is closed (`Connection:
+//!    close`) after the requests it already carries are answered, and
 //!    connections are still accepted for `drain_delay`.
 //! 3. **Closing**: connections already in the kernel's backlog are accepted,
 //!    then the listener is closed (new connects are refused, not reset).

@@ -286,6 +286,46 @@ fn ten_thousand_headers_are_refused_with_431() {
     assert_still_serving(service.addr);
 }
 
+/// With as many pipelining clients as workers, each with thousands of
+/// slow requests already sent, a worker never runs out of work on its
+/// connection; its turn is bounded, so a new client still gets a worker
+/// long before the pipelines are done (about 3 s of work each).
+#[test]
+fn pipelining_clients_do_not_hold_every_worker() {
+    const FLOODERS: usize = 2; // = the service's workers
+    const REQUESTS_EACH: usize = 3_000; // 1 ms each
+    const PROMPT: Duration = Duration::from_secs(1);
+    let service = service(&["--enable-test-routes"]);
+    let request = b"GET /test/sleep?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|_| {
+            let stream = Client::connect(service.addr).stream;
+            let writing = write_in_background(&stream, request.repeat(REQUESTS_EACH));
+            (stream, writing)
+        })
+        .collect();
+    // Both pipelines are being served once each has its first response.
+    for (stream, _) in &flooders {
+        let mut byte = [0u8; 1];
+        stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT))
+            .expect("read timeout");
+        stream.peek(&mut byte).expect("a flooder's first response");
+    }
+    let started = Instant::now();
+    let response = support::get(service.addr, "/healthz");
+    let took = started.elapsed();
+    assert_eq!(response.status, 200);
+    assert!(
+        took < PROMPT,
+        "a new client waited {took:?} while {FLOODERS} clients pipelined on {FLOODERS} workers"
+    );
+    drop(service);
+    for (_, writing) in flooders {
+        let _ = writing.join();
+    }
+}
+
 #[test]
 fn pipelining_flood_of_100000_requests_is_answered_in_order_in_bounded_memory() {
     const REQUESTS: usize = 100_000;

@@ -483,6 +483,7 @@ fn bad_events_get_a_clear_4xx_and_a_big_allowed_one_is_spooled_and_stored() {
         let response = post(addr, body, None);
         assert_error(&response, 422, "DRYAD-APP-4221", what);
     }
+    assert_nul_refused(addr);
     let long_type = event(&"t".repeat(129), serde_json::json!({}));
     assert_error(
         &post(addr, &long_type, None),
@@ -537,6 +538,13 @@ fn bad_events_get_a_clear_4xx_and_a_big_allowed_one_is_spooled_and_stored() {
         "2",
         "only the two allowed events were stored"
     );
+    let metrics = Client::connect(addr).get("/metrics").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "gremlins_database_errors_total 0"),
+        "refused input is no database error:\n{metrics}"
+    );
     support::assert_still_serving(addr);
     stop(&mut service, 0);
     assert!(
@@ -548,6 +556,43 @@ fn bad_events_get_a_clear_4xx_and_a_big_allowed_one_is_spooled_and_stored() {
 
 // ---------------------------------------------------------------------------
 // No acknowledged write lost.
+
+/// Asserts that NUL (which PostgreSQL refuses in TEXT and JSONB) in the
+/// type or anywhere in the payload is the client's error, 422, refused
+/// before the store is asked.
+fn assert_nul_refused(addr: SocketAddr) {
+    for (body, what) in [
+        (r#"{"type": "a\u0000b", "payload": {}}"#, "a NUL in type"),
+        (r#"{"type": "\u0000", "payload": {}}"#, "a type that is NUL"),
+        (
+            r#"{"type": "a", "payload": {"text": "a\u0000b"}}"#,
+            "a NUL in a payload string",
+        ),
+        (
+            r#"{"type": "a", "payload": {"deep": [1, {"x": ["ok", "\u0000"]}]}}"#,
+            "a NUL in a nested payload string",
+        ),
+        (
+            r#"{"type": "a", "payload": {"k\u0000": 1}}"#,
+            "a NUL in a payload key",
+        ),
+        (
+            r#"{"type": "a", "payload": {"o": [{"k\u0000": null}]}}"#,
+            "a NUL in a nested payload key",
+        ),
+    ] {
+        let response = post(addr, body, Some("nul"));
+        assert_error(&response, 422, "DRYAD-APP-4221", what);
+        let message = response.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.contains("NUL"),
+            "{what}: a message that names NUL: {message}"
+        );
+    }
+}
 
 /// Keep-alive clients posting events in a loop.
 const LOAD_CLIENTS: usize = 32;
@@ -898,6 +943,7 @@ fn without_database_url_events_live_in_memory_and_the_log_says_so() {
         "DRYAD-APP-4091",
         "another event under a used key",
     );
+    assert_nul_refused(addr);
     let listed = Client::connect(addr).get("/v1/events");
     assert_eq!(listed.json()["events"], serde_json::json!([created.json()]));
     assert_error(

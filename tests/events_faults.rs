@@ -724,6 +724,124 @@ fn silent_postgres_during_shutdown_with_a_request_blocked_on_it_does_not_delay_e
 }
 
 // ---------------------------------------------------------------------------
+// Readiness against a silent PostgreSQL.
+
+/// The database connect timeout of the readiness test, as a flag value and
+/// as a duration: also the longest a readiness check waits.
+const PROBE_CONNECT_TIMEOUT: &str = "1s";
+const PROBE_CONNECT: Duration = Duration::from_secs(1);
+/// What a `/readyz` may take beyond the connect timeout: a request's own
+/// round trip on a machine shared with other builds.
+const PROBE_MARGIN: Duration = Duration::from_secs(1);
+/// Concurrent `/readyz` requests, more than the service's workers.
+const CONCURRENT_PROBES: usize = 4;
+/// Longest `/healthz` may take while PostgreSQL is silent.
+const HEALTHZ_PROMPT: Duration = Duration::from_millis(500);
+
+/// `GET path` asking to close.
+fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// One `GET path`, which must answer within `bound`; the answer and how
+/// long it took.
+fn get_within(
+    addr: SocketAddr,
+    path: &str,
+    bound: Duration,
+    service: &Service,
+) -> (Response, Duration) {
+    let started = Instant::now();
+    let answer = send_in_background(addr, get_request(path))
+        .recv_timeout(bound)
+        .unwrap_or_else(|_| {
+            panic!(
+                "{path} not answered within {bound:?}; log:\n{}",
+                service.log_text()
+            )
+        })
+        .unwrap_or_else(|error| panic!("{path}: no answer: {error}"));
+    (answer, started.elapsed())
+}
+
+#[test]
+fn with_postgres_silent_readyz_answers_503_within_the_connect_timeout_and_healthz_stays_prompt() {
+    let _one = one_at_a_time();
+    let pg = Postgres::start();
+    let url = pg.url();
+    let mut service = Service::start_with_env(
+        &["--workers", "2"],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("DB_CONNECT_TIMEOUT", PROBE_CONNECT_TIMEOUT),
+        ],
+    );
+    let addr = service.addr;
+    let bound = PROBE_CONNECT + PROBE_MARGIN;
+    wait_ready(&service, READINESS_TIMEOUT);
+
+    let _resume = ResumePostgres(&pg);
+    pg.pause();
+    // The last result ("ready") is reused until it expires; the first check
+    // after that ends in 503 within the connect timeout.
+    let deadline = Instant::now() + READINESS_TIMEOUT;
+    loop {
+        let (ready, _) = get_within(addr, "/readyz", bound, &service);
+        if ready.status == 503 {
+            assert_eq!(ready.json()["code"], "DRYAD-DB-5032", "{}", ready.text());
+            break;
+        }
+        assert_eq!(ready.status, 200, "/readyz: {}", ready.text());
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still 200 {READINESS_TIMEOUT:?} after PostgreSQL was paused"
+        );
+        std::thread::sleep(SERVICE_POLL);
+    }
+
+    // More probes than workers at once: at most one waits on PostgreSQL,
+    // the others answer from the last result, and /healthz gets a worker.
+    let probes: Vec<_> = (0..CONCURRENT_PROBES)
+        .map(|_| {
+            (
+                Instant::now(),
+                send_in_background(addr, get_request("/readyz")),
+            )
+        })
+        .collect();
+    for _ in 0..3 {
+        let (health, took) = get_within(addr, "/healthz", bound, &service);
+        assert_eq!(health.status, 200, "/healthz: {}", health.text());
+        assert!(
+            took < HEALTHZ_PROMPT,
+            "/healthz took {took:?} while /readyz probes a silent PostgreSQL"
+        );
+    }
+    for (number, (started, probe)) in probes.into_iter().enumerate() {
+        let ready = probe
+            .recv_timeout(bound.saturating_sub(started.elapsed()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "/readyz #{number} not answered within {bound:?}; log:\n{}",
+                    service.log_text()
+                )
+            })
+            .unwrap_or_else(|error| panic!("/readyz #{number}: no answer: {error}"));
+        assert_eq!(
+            (ready.status, ready.json()["code"].as_str()),
+            (503, Some("DRYAD-DB-5032")),
+            "/readyz #{number} while PostgreSQL is silent: {}",
+            ready.text()
+        );
+    }
+
+    pg.resume();
+    wait_ready(&service, READINESS_TIMEOUT);
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
+    assert_eq!(code, EXIT_CLEAN, "log:\n{}", service.log_text());
+}
+
+// ---------------------------------------------------------------------------
 // PostgreSQL down at start.
 
 #[test]

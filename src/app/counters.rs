@@ -1,6 +1,11 @@
 //! Request counters: counted in memory by the handler, added to Redis by a
 //! periodic flush and by the `flush_metrics` cleanup hook at exit, so no
 //! count is lost when the process stops.
+//!
+//! A failed flush puts its counts back for the next one. That includes a
+//! flush whose reply was lost (Redis applied it, but the reply timed out or
+//! the connection broke first): its counts are written again, so they are
+//! counted twice. Counts are never lost, but may be doubled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +37,8 @@ impl RequestCounters {
     }
 
     /// Writes what is pending to Redis; on failure the counts are put back,
-    /// to be written by the next flush.
+    /// to be written by the next flush (twice, if Redis applied the failed
+    /// flush and only its reply was lost).
     pub fn flush(&self, cache: &Cache) -> Result<(), String> {
         let taken = std::mem::take(&mut *self.lock());
         let total: u64 = taken.values().sum();

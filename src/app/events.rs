@@ -41,6 +41,23 @@ fn invalid(message: &str) -> Response {
     Response::error(StatusCode::UNPROCESSABLE_ENTITY, message, "DRYAD-APP-4221")
 }
 
+/// Whether an object's `key` or `value` holds NUL anywhere, at any depth.
+fn has_nul(key: &str, value: &serde_json::Value) -> bool {
+    key.contains('\0') || value_has_nul(value)
+}
+
+/// Whether a JSON value holds NUL in any string or key, at any depth.
+fn value_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(value_has_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(key, value)| has_nul(key, value)),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            false
+        }
+    }
+}
+
 fn event_json(status: StatusCode, event: &super::store::Event) -> Response {
     Response::json(status, event)
 }
@@ -94,6 +111,18 @@ pub(crate) fn create(services: &Services, request: &mut Request<'_>) -> Response
         return invalid(&format!(
             "`type` must be a non-empty string of at most {MAX_TYPE_LEN} bytes"
         ));
+    }
+    // PostgreSQL refuses NUL in TEXT and JSONB: refused here, so it is the
+    // client's error and not the database's, whichever store serves.
+    if parsed.kind.contains('\0') {
+        return invalid("`type` must not contain NUL (\\u0000)");
+    }
+    if parsed
+        .payload
+        .iter()
+        .any(|(key, value)| has_nul(key, value))
+    {
+        return invalid("`payload` must not contain NUL (\\u0000) in any key or string");
     }
     let event = NewEvent {
         kind: parsed.kind,

@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus (OpenMetrics) text, through prometheus-client.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +40,11 @@ pub(crate) struct Metrics {
     shutdown_phase: Gauge,
     overloaded: Counter,
     over_capacity: Counter,
+    /// Held by [`Metrics::render`] from syncing the counters copied from
+    /// elsewhere (cache errors, refusals) to encoding them: each sync reads
+    /// a counter and adds the difference, so two renders syncing at once
+    /// would both add it. Rendering is rare, so renders simply queue.
+    rendering: Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -55,6 +60,7 @@ impl Default for Metrics {
             shutdown_phase: Gauge::default(),
             overloaded: Counter::default(),
             over_capacity: Counter::default(),
+            rendering: Mutex::new(()),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -126,6 +132,10 @@ impl Metrics {
             }
         };
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        let _rendering = self
+            .rendering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.in_flight.set(gauge(shutdown.in_flight_requests()));
         self.open_connections
             .set(gauge(shutdown.open_connections()));

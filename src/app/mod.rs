@@ -9,6 +9,7 @@ mod metrics;
 mod spool;
 pub mod store;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,29 @@ pub struct App {
     shutdown: ShutdownHandle,
     stats: Arc<Stats>,
     test_routes: bool,
-    /// The last dependency check and when it ran; written by whichever
-    /// worker answers `/readyz` after it expired.
+    /// The last dependency check's result and when it finished. Written by
+    /// the worker holding `checking` when its check ends, read by every
+    /// `/readyz`; the lock is held only to copy the value in or out, never
+    /// during a check.
     readiness: Mutex<Option<(Instant, bool)>>,
+    /// Whether a worker is running a dependency check now. Set by the
+    /// `/readyz` that finds the result expired (a compare-exchange, so one
+    /// worker wins), cleared by that worker's [`Checking`] guard. While it
+    /// is set, other `/readyz` answer from the last result instead of
+    /// checking too, so a hung database occupies at most one worker.
+    /// Acquire/Release: the winner's check happens after the previous
+    /// winner's write of `readiness`.
+    checking: AtomicBool,
+}
+
+/// Clears [`App::checking`] when dropped, so a panicking check does not
+/// stop readiness checks for good.
+struct Checking<'a>(&'a AtomicBool);
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl App {
@@ -57,6 +78,10 @@ impl App {
     /// (lazily: nothing connects yet), creates the spool dir, starts the
     /// counter flush, and registers the cleanup hooks `cleanup_temp_files`
     /// and `flush_metrics` (which run in the reverse order).
+    ///
+    /// Fails when the spool dir cannot be created (under the system temp
+    /// dir, `TMPDIR`) or the counter flush thread cannot be started; the
+    /// error's message says which.
     pub fn new(
         config: &Config,
         shutdown: ShutdownHandle,
@@ -73,7 +98,17 @@ impl App {
             config.redis_timeout,
             config.cache_ttl,
         ));
-        let spool = Arc::new(Spool::create(config.spool_threshold_bytes)?);
+        let spool = Arc::new(
+            Spool::create(config.spool_threshold_bytes).map_err(|error| {
+                std::io::Error::new(
+                    error.kind(),
+                    format!(
+                        "could not create the spool dir under {}: {error}",
+                        std::env::temp_dir().display()
+                    ),
+                )
+            })?,
+        );
         let counters = Arc::new(RequestCounters::default());
         {
             let spool = Arc::clone(&spool);
@@ -84,7 +119,13 @@ impl App {
                 Arc::clone(&counters),
                 Arc::clone(&cache),
                 config.counter_flush_interval,
-            )?;
+            )
+            .map_err(|error| {
+                std::io::Error::new(
+                    error.kind(),
+                    format!("could not start the counter flush thread: {error}"),
+                )
+            })?;
             let counters = Arc::clone(&counters);
             let cache = Arc::clone(&cache);
             shutdown.register_cleanup("flush_metrics", move || {
@@ -104,6 +145,7 @@ impl App {
             stats,
             test_routes: config.enable_test_routes,
             readiness: Mutex::new(None),
+            checking: AtomicBool::new(false),
         })
     }
 
@@ -115,19 +157,7 @@ impl App {
                 "DRYAD-SYS-5031",
             );
         }
-        let now = Instant::now();
-        let mut last = self
-            .readiness
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let ready = match *last {
-            Some((checked, ready)) if now.duration_since(checked) < READINESS_CACHE => ready,
-            _ => {
-                let ready = self.services.store.check().is_ok();
-                *last = Some((now, ready));
-                ready
-            }
-        };
+        let ready = self.readiness();
         if ready {
             Response::text(StatusCode::OK, "ready")
         } else {
@@ -137,6 +167,35 @@ impl App {
                 "DRYAD-DB-5032",
             )
         }
+    }
+
+    /// Whether the dependencies are ready: the last check's result while it
+    /// is younger than [`READINESS_CACHE`]; otherwise one worker checks
+    /// again (bounded by the store's own timeout) while the others answer
+    /// from the last result, or "not ready" before the first check ended.
+    fn readiness(&self) -> bool {
+        let last = *self
+            .readiness
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match last {
+            Some((checked, ready)) if checked.elapsed() < READINESS_CACHE => return ready,
+            _ => {}
+        }
+        if self
+            .checking
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return last.is_some_and(|(_, ready)| ready);
+        }
+        let _checking = Checking(&self.checking);
+        let ready = self.services.store.check().is_ok();
+        *self
+            .readiness
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), ready));
+        ready
     }
 
     fn test_sleep(request: &Request<'_>) -> Response {

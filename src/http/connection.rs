@@ -241,6 +241,13 @@ impl Connection {
         }
     }
 
+    /// Whether the client has sent bytes not read yet (buffered here or in
+    /// the socket), without waiting and without consuming them.
+    pub fn has_input_waiting(&self) -> bool {
+        let mut byte = [0u8; 1];
+        self.has_buffered_input() || matches!(self.transport.stream().peek(&mut byte), Ok(1))
+    }
+
     /// Sends FIN after the last response, so the client reads it before
     /// the connection is closed.
     pub fn shutdown_write(&self) {

@@ -65,8 +65,8 @@ impl StatusCode {
 
 /// A response: status, extra headers and a body held in memory.
 ///
-/// `Content-Length`, `Date` and `Connection` are written by the engine and
-/// must not be set here.
+/// `Content-Length`, `Date`, `Connection` and `Transfer-Encoding` are
+/// written by the engine; set here, they are dropped (and logged).
 #[derive(Debug, Clone)]
 pub struct Response {
     status: StatusCode,
@@ -84,7 +84,7 @@ impl Response {
         }
     }
 
-    /// `200 OK` with a plain-text body.
+    /// A plain-text body with this status.
     pub fn text(status: StatusCode, body: impl Into<Cow<'static, str>>) -> Self {
         let body = match body.into() {
             Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
@@ -138,9 +138,9 @@ impl Response {
         &self.body
     }
 
-    /// Appends the response to `out`, as HTTP/1.1, with `Connection: close`
-    /// when `close` is set. A `HEAD` response keeps its `Content-Length`
-    /// but sends no body.
+    /// Appends the response to `out`, as HTTP/1.1, with the `Connection`
+    /// header `connection` says. A `HEAD` response keeps its
+    /// `Content-Length` but sends no body.
     pub(crate) fn write_to(
         &self,
         out: &mut Vec<u8>,
@@ -154,7 +154,9 @@ impl Response {
         date::append_now(out);
         out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
-            if is_safe_header_text(name) && is_safe_header_text(value) {
+            if is_framing_header(name) {
+                log::warn!("dropped a response header the engine writes itself: {name:?}");
+            } else if is_safe_header_text(name) && is_safe_header_text(value) {
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(value.as_bytes());
@@ -187,6 +189,14 @@ pub(crate) enum ConnectionHeader {
     None,
 }
 
+/// Headers that frame the message or the connection: only the engine may
+/// write them, or a client and a proxy could read the stream differently.
+fn is_framing_header(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "date"]
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+}
+
 /// A header name or value a handler built must not split the head.
 fn is_safe_header_text(text: &str) -> bool {
     !text.bytes().any(|byte| byte == b'\r' || byte == b'\n')
@@ -215,6 +225,18 @@ mod tests {
         assert_eq!(value["error"], "Not Found");
         assert_eq!(value["message"], "no such route");
         assert_eq!(value["code"], "DRYAD-APP-4040");
+    }
+
+    #[test]
+    fn framing_headers_from_a_handler_are_dropped() {
+        let mut out = Vec::new();
+        Response::text(StatusCode::OK, "ok")
+            .with_header("Content-Length", "999")
+            .with_header("connection", "keep-alive")
+            .write_to(&mut out, ConnectionHeader::Close, false);
+        let text = String::from_utf8(out).expect("ascii");
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+        assert!(!text.contains("keep-alive"), "{text}");
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub(crate) trait Drain {
     /// The requests still running.
     fn running(&self) -> Vec<AbandonedRequest>;
     /// Stops the poller and the workers; waits (at most until `deadline`)
-    /// for every worker not running an abandoned request to exit.
-    fn stop(&mut self, abandoned: usize, deadline: Instant);
+    /// for every worker but the `abandoned` ones (by id) to exit.
+    fn stop(&mut self, abandoned: &[usize], deadline: Instant);
 }
 
 /// The timeouts the sequence runs against.
@@ -34,9 +34,6 @@ pub(crate) struct Timeouts {
     pub(crate) last_call: Duration,
     pub(crate) cleanup: Duration,
 }
-
-/// Longest wait for idle workers to exit once their queue is closed.
-const WORKER_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -135,7 +132,13 @@ pub(crate) fn run(
     phases.cleanup_ms = millis(cleanup_started.elapsed());
 
     let stop_started = Instant::now();
-    server.stop(abandoned.len(), stop_started + WORKER_EXIT_WAIT);
+    // Idle workers exit at once; the wait is bounded by the same budget as
+    // everything else, so exit never comes later than both timeouts.
+    let abandoned_workers: Vec<usize> = abandoned.iter().map(|request| request.worker).collect();
+    server.stop(
+        &abandoned_workers,
+        started + timeouts.shutdown + timeouts.cleanup,
+    );
     phases.stop_ms = millis(stop_started.elapsed());
     lifecycle.set_phase(Phase::Exited);
     phases.total_ms = millis(started.elapsed());
@@ -188,7 +191,7 @@ mod tests {
         fn running(&self) -> Vec<AbandonedRequest> {
             self.running.clone()
         }
-        fn stop(&mut self, _abandoned: usize, _deadline: Instant) {
+        fn stop(&mut self, _abandoned: &[usize], _deadline: Instant) {
             self.steps.push("stop");
         }
     }

@@ -7,8 +7,9 @@ use super::cleanup::{HookOutcome, HookReport};
 
 /// Exit code: every request finished and every hook succeeded.
 pub const EXIT_CLEAN: u8 = 0;
-/// Exit code: the drain reached `shutdown_timeout` with requests still
-/// running; they were abandoned (and logged).
+/// Exit code: the drain reached `shutdown_timeout` with connections still
+/// open: requests still running were abandoned (and logged), or a client
+/// was still sending a head or a body.
 pub const EXIT_DRAIN_TIMED_OUT: u8 = 3;
 /// Exit code: the drain finished but a cleanup hook failed, panicked or
 /// timed out.
@@ -35,7 +36,7 @@ pub struct AbandonedRequest {
 pub struct PhaseDurations {
     /// Serving on, with `/readyz` 503, before closing the listener.
     pub drain_delay_ms: u64,
-    /// From closing the listener until nothing was in flight (or the
+    /// From closing the listener until every connection was closed (or the
     /// deadline).
     pub drain_ms: u64,
     /// Running the cleanup hooks.

@@ -31,7 +31,7 @@ impl SignalListener {
             // right after. On a second signal it reads `true` and exits with
             // 128 + signo at once, even if the shutdown thread is stuck.
             // Registered the other way round, the first signal would exit.
-            let code = 128 + signal;
+            let code = i32::from(super::report::EXIT_FORCED_BASE) + signal;
             signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&signalled))?;
             signal_hook::flag::register(signal, Arc::clone(&signalled))?;
         }

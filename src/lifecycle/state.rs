@@ -14,9 +14,9 @@ use super::inflight::InFlight;
 pub enum Phase {
     /// Accepting and serving; `/readyz` is 200.
     Running = 0,
-    /// Shutdown asked for: `/readyz` is 503, every response says
-    /// `Connection: close`, new connections are still accepted during the
-    /// drain delay.
+    /// Shutdown asked for: `/readyz` is 503, connections are closed after
+    /// the requests they already carry are answered (`Connection: close`),
+    /// new connections are still accepted during the drain delay.
     Draining = 1,
     /// The listener is closed; requests already received are finished.
     Closing = 2,
@@ -70,8 +70,10 @@ impl Trigger {
     }
 }
 
-/// State shared by every thread. Written only by the lifecycle
-/// coordinator and the shutdown trigger; read by everyone.
+/// State shared by every thread. The phase and the deadline are written
+/// only by the coordinator, the trigger only by the first shutdown request;
+/// everyone reads them. The counts are written by the threads that see the
+/// events (noted on each) and read by the coordinator for the report.
 #[derive(Debug)]
 pub struct Lifecycle {
     /// Written by the coordinator (phase changes, in order); read by every
@@ -87,11 +89,14 @@ pub struct Lifecycle {
     pub(crate) requests: Arc<InFlight>,
     /// Open client connections (accepted, not yet closed).
     pub(crate) connections: Arc<InFlight>,
-    /// Requests completed after the trigger.
+    /// Requests completed after the trigger: added to by workers, read by
+    /// the coordinator after the workers stopped (Relaxed: a plain count).
     pub(crate) drained: AtomicU64,
-    /// Requests answered 503 because the deadline had passed.
+    /// Requests answered 503 because the deadline had passed: added to by
+    /// workers and the coordinator (Relaxed: a plain count).
     pub(crate) refused: AtomicU64,
-    /// Idle keep-alive connections closed at last call.
+    /// Idle keep-alive connections closed at last call: added to by the
+    /// poller (Relaxed: a plain count).
     pub(crate) closed_idle: AtomicU64,
     pub(crate) cleanup: Cleanup,
 }

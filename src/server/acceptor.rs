@@ -136,9 +136,13 @@ fn admit_the_rest(
     let mut events = Events::new();
     let mut admitted = 0;
     loop {
+        // Counted before the accepts: no new handshake starts once the
+        // filter is on, so when none was half-open here, every one that
+        // completed is in the queue these accepts empty.
+        let half_open = listener::half_open_handshakes(listener);
         admitted += accept_all(listener, admission);
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || listener::half_open_handshakes(listener) == 0 {
+        if left.is_zero() || half_open == 0 {
             return admitted;
         }
         events.clear();

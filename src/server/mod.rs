@@ -51,7 +51,9 @@ where
     }
 }
 
-/// Counts of what the server refused, for logs and metrics.
+/// Counts of what the server refused, for logs and metrics. Each is added
+/// to by the one thread that sees the event (acceptor or poller) and read
+/// by `/metrics`; Relaxed: plain counts that order nothing.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Accept calls that failed (EMFILE and the like).
@@ -266,7 +268,7 @@ impl Drain for Threads {
         worker::running_requests(&self.running)
     }
 
-    fn stop(&mut self, abandoned: usize, deadline: Instant) {
+    fn stop(&mut self, abandoned: &[usize], deadline: Instant) {
         self.registry.request_stop();
         if let Some(poller) = self.poller.take() {
             if poller.join().is_err() {
@@ -279,14 +281,15 @@ impl Drain for Threads {
                 .refused
                 .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
         }
+        // The poller is gone: what was parked since (refused or lingering
+        // connections) is closed here, deregistered first.
+        self.registry.close_all_parked();
         let mut exited = vec![false; self.workers.len()];
-        let mut left = self.workers.len();
-        while left > abandoned {
+        let waiting_for =
+            |exited: &[bool]| (0..exited.len()).any(|id| !exited[id] && !abandoned.contains(&id));
+        while waiting_for(&exited) {
             match self.exits.recv_deadline(deadline) {
-                Ok(id) => {
-                    exited[id] = true;
-                    left -= 1;
-                }
+                Ok(id) => exited[id] = true,
                 Err(_) => break,
             }
         }
@@ -296,7 +299,7 @@ impl Drain for Threads {
                     log::error!("worker {id} panicked");
                 }
             } else {
-                log::warn!("worker {id} is still running an abandoned request; not waiting for it");
+                log::warn!("worker {id} is still running; not waiting for it");
             }
         }
     }

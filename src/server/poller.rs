@@ -46,9 +46,19 @@ pub(crate) fn run(
                 None => {}
             }
         }
+        for ready in registry.take_requeued() {
+            if let Ready::Serve(conn) = ready {
+                dispatch(registry, &queue, conn, stats, &mut overloaded);
+            }
+        }
         for expired in registry.expire(Instant::now()) {
             let mut conn = expired.conn;
             match expired.wait {
+                // A request that arrived since the wait returned is served,
+                // not cut off (the keep-alive race at last call).
+                Wait::Idle if conn.http.has_input_waiting() => {
+                    dispatch(registry, &queue, conn, stats, &mut overloaded);
+                }
                 Wait::Idle => {
                     if lifecycle.is_shutting_down() {
                         lifecycle.closed_idle.fetch_add(1, Ordering::Relaxed);

@@ -72,6 +72,10 @@ struct Slots {
     next_id: u64,
     /// Set at shutdown: idle connections must not be kept past it.
     last_call: Option<Instant>,
+    /// Parked connections with requests already buffered, which a worker
+    /// handed back to take turns with others: (key, id). The poller
+    /// dispatches them on its next wake-up.
+    requeued: Vec<(usize, u64)>,
 }
 
 /// What a readiness event found.
@@ -139,8 +143,12 @@ impl Registry {
             timer_at: None,
         });
         // SAFETY: the socket is deleted from the poller before it is
-        // dropped: `Conn`s leave the registry only through `close`, which
-        // deletes it, or at exit, where `close_all` does.
+        // dropped: a `Conn` leaves the registry through `close`, which
+        // deletes it, and at exit `close_all_parked` closes what is still
+        // parked (run by the poller as it stops, and again by the server
+        // after the poller has joined). A connection a worker still holds
+        // at exit (an abandoned request) stays registered until the
+        // process ends, which closes both.
         #[allow(unsafe_code)]
         let added = unsafe { self.poller.add(http.stream(), Event::readable(key)) };
         if let Err(error) = added {
@@ -232,6 +240,39 @@ impl Registry {
             let _ = self.poller.notify();
         }
         None
+    }
+
+    /// Hands back a connection that still has buffered requests after a
+    /// worker's turn, so other connections get a turn first: parked, and
+    /// queued for the poller to dispatch again (no readiness event would
+    /// come for bytes already read).
+    pub(crate) fn requeue(&self, mut conn: Box<Conn>) {
+        let mut slots = self.lock();
+        let deadline = self.deadline_for(&slots, Wait::Idle, &mut conn);
+        let entry = (conn.key, conn.id);
+        Self::place(&mut slots, conn, Wait::Idle, deadline);
+        slots.requeued.push(entry);
+        drop(slots);
+        let _ = self.poller.notify();
+    }
+
+    /// Takes the connections handed back by [`requeue`](Self::requeue).
+    pub(crate) fn take_requeued(&self) -> Vec<Ready> {
+        let mut slots = self.lock();
+        let requeued = std::mem::take(&mut slots.requeued);
+        requeued
+            .into_iter()
+            .filter_map(|(key, id)| {
+                let slot = slots.slab.get_mut(key).filter(|slot| slot.id == id)?;
+                match std::mem::replace(&mut slot.place, Place::Busy { ready: false }) {
+                    Place::Parked { conn, .. } => Some(Ready::Serve(conn)),
+                    busy @ Place::Busy { .. } => {
+                        slot.place = busy;
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Lets a connection whose final response is written linger: what the

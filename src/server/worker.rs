@@ -17,6 +17,10 @@ use crate::lifecycle::{AbandonedRequest, InFlightGuard, Lifecycle};
 /// Stop reading more pipelined requests once this much of their responses
 /// is waiting to be written (backpressure on a client that does not read).
 const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+/// Requests one connection may have served in one turn of a worker; a
+/// client that keeps pipelining then goes to the back of the queue, so it
+/// cannot hold a worker for as long as it keeps sending.
+const MAX_REQUESTS_PER_TURN: u32 = 64;
 
 /// The request a worker is running, for the abandoned-request log.
 #[derive(Debug, Default)]
@@ -59,6 +63,8 @@ pub(crate) struct WorkerContext {
 /// What to do with a connection after a turn.
 enum Next {
     Park(Wait),
+    /// Requests are buffered, but the turn is over.
+    Requeue,
     Linger,
     Close,
 }
@@ -75,6 +81,10 @@ pub(crate) fn run(id: usize, queue: &Receiver<Box<Conn>>, context: &WorkerContex
             conn.http.exchange_buffers(&mut spare);
             next_conn = match next {
                 Next::Park(wait) => context.registry.park(conn, wait),
+                Next::Requeue => {
+                    context.registry.requeue(conn);
+                    None
+                }
                 Next::Linger => {
                     conn.http.shutdown_write();
                     context.registry.linger(conn);
@@ -100,6 +110,7 @@ fn serve_turn(
 ) -> Next {
     let lifecycle = &context.lifecycle;
     let mut first = true;
+    let mut served_this_turn = 0;
     loop {
         // After a response, read the socket again only if bytes are already
         // buffered: otherwise the poller says when more arrive, which saves
@@ -108,6 +119,10 @@ fn serve_turn(
             return finish(id, conn, context, guards, Next::Park(Wait::Idle));
         }
         first = false;
+        if served_this_turn == MAX_REQUESTS_PER_TURN {
+            return finish(id, conn, context, guards, Next::Requeue);
+        }
+        served_this_turn += 1;
         let status = match conn.http.poll_head(&context.limits) {
             Ok(status) => status,
             Err(error) => {

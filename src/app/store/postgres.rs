@@ -51,7 +51,17 @@ pub struct PostgresStore {
     /// Whether this process created the schema; the lock is held while one
     /// connect does it, so concurrent first connects do not all try.
     migrated: std::sync::Arc<std::sync::Mutex<bool>>,
+    /// The readiness probe still running on its own thread after a
+    /// [`Store::check`] gave up waiting on it. Written and read by
+    /// `check` only, which holds the lock for the whole check (at most
+    /// `connect_timeout`): the lock is what keeps at most one probe thread
+    /// in flight, and the app calls `check` from one worker at a time, so
+    /// nobody queues on it.
+    probe_pending: std::sync::Mutex<Option<PendingProbe>>,
 }
+
+/// A readiness probe still running on its own thread.
+type PendingProbe = crossbeam_channel::Receiver<Result<(), String>>;
 
 impl PostgresStore {
     /// A store for `url`; nothing is connected until a worker needs it.
@@ -79,6 +89,7 @@ impl PostgresStore {
             config,
             connect_timeout,
             migrated: std::sync::Arc::new(std::sync::Mutex::new(false)),
+            probe_pending: std::sync::Mutex::new(None),
         }
     }
 
@@ -235,6 +246,16 @@ fn open_connection(
     })
 }
 
+/// The readiness probe: a connection of its own and `SELECT 1`, closed
+/// when it returns.
+fn run_probe(config: &postgres::Config) -> Result<(), String> {
+    let mut client = config.connect(NoTls).map_err(|error| describe(&error))?;
+    client
+        .simple_query("SELECT 1")
+        .map(|_| ())
+        .map_err(|error| describe(&error))
+}
+
 /// The error and its causes: the driver's own message for a server error is
 /// only "db error", with the server's words in the source.
 fn describe(error: &postgres::Error) -> String {
@@ -311,9 +332,53 @@ impl Store for PostgresStore {
         })
     }
 
+    /// Connects and runs `SELECT 1` on a probe thread of its own, off
+    /// every worker's connection, and waits at most `connect_timeout`: a
+    /// server that accepts TCP and never answers (stopped, or out of
+    /// backends) is not ready, and does not hold the caller longer. A probe
+    /// that is still running is waited on again by the next check instead
+    /// of starting another, so at most one probe thread is in flight; it
+    /// ends when the server answers or the connection breaks.
     fn check(&self) -> Result<(), StoreError> {
-        self.with_connection(true, |connection| {
-            connection.client.simple_query("SELECT 1").map(|_| ())
-        })
+        let config = self
+            .config
+            .as_ref()
+            .map_err(|message| StoreError::Unavailable(message.clone()))?;
+        let mut pending = self
+            .probe_pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let probe = match pending.take() {
+            Some(probe) => probe,
+            None => {
+                let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+                let config = config.clone();
+                std::thread::Builder::new()
+                    .name("postgres-probe".into())
+                    .spawn(move || {
+                        let _ = done_tx.send(run_probe(&config));
+                    })
+                    .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+                done_rx
+            }
+        };
+        match probe.recv_timeout(self.connect_timeout) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => {
+                log::warn!("PostgreSQL readiness check failed: {message}");
+                Err(StoreError::Unavailable(message))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                *pending = Some(probe);
+                log::warn!(
+                    "PostgreSQL readiness check got no answer within {} ms",
+                    self.connect_timeout.as_millis()
+                );
+                Err(StoreError::Unavailable("readiness check timed out".into()))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(StoreError::Unavailable(
+                "readiness check thread failed".into(),
+            )),
+        }
     }
 }
