@@ -185,26 +185,31 @@ impl Server {
                 .spawn(move || poller::run(&registry, queue_tx, &lifecycle, &stats))
                 .map_err(Error::Spawn)?
         };
-        let acceptor = Acceptor::spawn(
-            listener,
-            Arc::clone(&registry),
-            Arc::clone(&lifecycle),
-            Arc::clone(&stats),
-            config.max_connections,
-        )
-        .map_err(Error::Spawn)?;
-        log::info!("listening on {local_addr} with {} workers", config.workers);
-
         let mut threads = Threads {
-            acceptor: Some(acceptor),
+            acceptor: None,
             poller: Some(poller),
             workers,
             exits: exit_rx,
             queue: queue_rx,
-            registry,
+            registry: Arc::clone(&registry),
             running,
             lifecycle: Arc::clone(&lifecycle),
         };
+        match Acceptor::spawn(
+            listener,
+            registry,
+            Arc::clone(&lifecycle),
+            Arc::clone(&stats),
+            config.max_connections,
+        ) {
+            Ok(acceptor) => threads.acceptor = Some(acceptor),
+            Err(error) => {
+                // Nothing was accepted: stop the idle threads before failing.
+                threads.stop(&[], Instant::now() + config.shutdown_timeout);
+                return Err(Error::Spawn(error));
+            }
+        }
+        log::info!("listening on {local_addr} with {} workers", config.workers);
         drop(context);
         let timeouts = Timeouts {
             drain_delay: config.drain_delay,
