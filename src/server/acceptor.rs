@@ -206,6 +206,12 @@ fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
         );
         http.flush_now();
         http.shutdown_write();
+        // Lingering keeps a descriptor for up to two seconds per refusal;
+        // under a flood, past this many registered connections a refused
+        // one is closed at once instead, so descriptors stay bounded.
+        if admission.registry.registered() >= admission.max_connections.saturating_mul(2) {
+            return;
+        }
         Wait::Linger
     } else {
         Wait::Idle

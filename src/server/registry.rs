@@ -200,6 +200,11 @@ impl Registry {
         }
     }
 
+    /// How many connections are registered (parked, lingering or busy).
+    pub(crate) fn registered(&self) -> usize {
+        self.lock().slab.len()
+    }
+
     /// Parks a connection a worker is done with, until its next bytes (or
     /// its timer). If bytes arrived while the worker held it, gives it
     /// straight back instead.
