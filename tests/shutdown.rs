@@ -479,12 +479,7 @@ fn requests_waiting_in_the_accept_backlog_when_sigterm_arrives_are_served() {
             response.text()
         );
     }
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     assert_eq!(service.report()["outcome"], "clean");
 }
 
@@ -681,12 +676,7 @@ fn requests_queued_behind_busy_workers_at_sigterm_are_served_and_new_connects_ar
             "queued client {index}: a drain answer without Connection: close"
         );
     }
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     let took = sent.elapsed();
     // Three rounds of two 300 ms requests: the last two waited for a worker
     // during the drain.
@@ -829,12 +819,7 @@ fn readyz_fails_at_once_while_the_drain_delay_keeps_serving_with_connection_clos
 
     service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
     assert_refused(addr, "after the drain delay");
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     let report = service.report();
     assert_eq!(report["outcome"], "clean", "report {report}");
     let delay = report["phases"]["drain_delay_ms"]
@@ -877,12 +862,7 @@ fn an_idle_keep_alive_connection_is_served_during_the_last_call_and_closed_if_qu
         quiet.is_closed_within(Duration::from_secs(5)),
         "a quiet keep-alive connection was not closed"
     );
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     let report = service.report();
     assert_eq!(report["connections_closed_idle"], 1, "report {report}");
     assert_eq!(report["requests_drained"], 1, "report {report}");
@@ -988,12 +968,7 @@ fn a_handler_panic_during_the_drain_still_lets_the_drain_finish_cleanly() {
         panicked.closes(),
         "the panic's 500 without Connection: close"
     );
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     let report = service.report();
     assert_eq!(report["outcome"], "clean", "report {report}");
     assert_eq!(
@@ -1022,12 +997,7 @@ fn a_request_head_half_received_at_sigterm_is_served_once_it_completes() {
         )
     });
     assert!(response.status == 200 && response.closes(), "{response:?}");
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     assert_eq!(service.report()["requests_drained"], 1);
 }
 
@@ -1043,12 +1013,7 @@ fn a_request_head_never_completed_holds_the_drain_no_longer_than_header_timeout(
     let response = client.read_response();
     assert_eq!(response.status, 408, "{}", response.text());
     assert!(response.closes(), "a 408 without Connection: close");
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     let took = started.elapsed();
     assert!(
         took < header_timeout + Duration::from_secs(1),
@@ -1065,12 +1030,7 @@ fn sigint_drains_like_sigterm_and_a_second_one_exits_at_once_with_130() {
     send(&service, libc::SIGINT);
     let response = busy.read_response();
     assert!(response.status == 200 && response.closes(), "{response:?}");
-    assert_eq!(
-        service.exit_code(EXIT_TIMEOUT),
-        0,
-        "log:\n{}",
-        service.log_text()
-    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
     assert_eq!(service.report()["trigger"], "SIGINT");
 
     assert_second_signal_exits_at_once(libc::SIGINT, "SIGINT", 130);

@@ -194,6 +194,13 @@ impl Service {
             .unwrap_or_else(|| panic!("the service was killed by a signal: {status:?}"))
     }
 
+    /// Waits for the exit and asserts its code, showing the log if it
+    /// differs.
+    pub fn assert_exit_code(&mut self, expected: i32, timeout: Duration) {
+        let code = self.exit_code(timeout);
+        assert_eq!(code, expected, "exit code; log:\n{}", self.log_text());
+    }
+
     /// The JSON shutdown report (the last log line), after exit.
     pub fn report(&self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(5);
