@@ -174,6 +174,7 @@ fn hooks_run_last_registered_first_after_the_drain_and_exit_is_clean() {
     assert_eq!(code, 0, "exit code; log:\n{}", service.log_text());
     // The report is logged last: once it is read, so are the hooks' lines.
     let report = service.report();
+    support::assert_nothing_lost(&report);
     assert_eq!(
         hooks_that_ran(&service),
         [
@@ -218,6 +219,7 @@ fn an_erroring_panicking_or_hanging_hook_does_not_stop_the_others() {
         "exit {took:?} after SIGTERM; the cleanup timeout is {cleanup_timeout:?}"
     );
     let report = service.report();
+    support::assert_nothing_lost(&report);
     let ran: Vec<String> = hooks_that_ran(&service)
         .into_iter()
         .map(|(name, _)| name)
@@ -267,6 +269,7 @@ fn a_hook_that_never_returns_is_given_up_at_the_cleanup_timeout() {
         "exit {took:?} after SIGTERM; expected at the {cleanup_timeout:?} cleanup timeout"
     );
     let report = service.report();
+    support::assert_nothing_lost(&report);
     assert_eq!(
         hook_outcomes(&report),
         [json!({"name": "hangs", "outcome": "timed_out"})]
@@ -291,6 +294,7 @@ fn a_hook_returning_an_error_makes_an_otherwise_clean_shutdown_exit_4() {
         service.log_text()
     );
     let report = service.report();
+    support::assert_nothing_lost(&report);
     assert_eq!(report["outcome"], "cleanup_failed", "report {report}");
     assert_eq!(report["requests_abandoned"], 0, "report {report}");
     assert_eq!(

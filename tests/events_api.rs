@@ -840,6 +840,7 @@ fn sigterm_under_write_load_loses_no_acknowledged_event_and_leaves_nothing_behin
     );
     assert_eq!(report["outcome"], "clean");
     assert_eq!(report["requests_abandoned"], 0);
+    support::assert_nothing_lost(&report);
     for hook in ["flush_metrics", "cleanup_temp_files"] {
         let outcome = report["hooks"]
             .as_array()

@@ -612,6 +612,7 @@ fn with_redis_dead_reads_and_writes_still_succeed_and_cache_errors_are_counted()
     );
     assert_eq!(hook(&report, "flush_metrics")["outcome"], "failed");
     assert_eq!(hook(&report, "cleanup_temp_files")["outcome"], "ok");
+    support::assert_nothing_lost(&report);
 }
 
 // ---------------------------------------------------------------------------
@@ -659,6 +660,8 @@ fn silent_redis_during_shutdown_does_not_delay_exit_past_the_timeouts() {
     );
     assert_eq!(report["requests_abandoned"], 1);
     assert_eq!(report["abandoned"][0]["path"], format!("/v1/events/{id}"));
+    // The abandoned GET is the one request received and never answered.
+    support::assert_requests_unanswered(&report, 1);
     assert_eq!(hook(&report, "flush_metrics")["outcome"], "timed_out");
     assert_eq!(
         hook(&report, "cleanup_temp_files")["outcome"],

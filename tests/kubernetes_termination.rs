@@ -556,6 +556,7 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
     assert_eq!(report["outcome"], "clean", "report {report}");
     assert_eq!(report["requests_abandoned"], 0, "report {report}");
     assert_eq!(report["requests_refused_503"], 0, "report {report}");
+    support::assert_nothing_lost(&report);
     assert_eq!(
         report["requests_drained"], closing,
         "report {report} vs {closing} answers with Connection: close"

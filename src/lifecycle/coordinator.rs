@@ -151,6 +151,8 @@ pub(crate) fn run(
         exit_code,
         phases,
         requests_drained: lifecycle.drained.load(Ordering::Relaxed),
+        requests_received: lifecycle.requests_received.load(Ordering::Relaxed),
+        responses_written: lifecycle.responses_written.load(Ordering::Relaxed),
         requests_abandoned: abandoned.len(),
         requests_refused_503: lifecycle.refused.load(Ordering::Relaxed),
         connections_closed_idle: lifecycle.closed_idle.load(Ordering::Relaxed),

@@ -60,6 +60,13 @@ pub struct ShutdownReport {
     pub phases: PhaseDurations,
     /// Requests completed after the trigger.
     pub requests_drained: u64,
+    /// Request heads fully received since the server started.
+    pub requests_received: u64,
+    /// Responses to those requests written to their last byte since the
+    /// server started. Equal to `requests_received` when nothing was lost;
+    /// short of it by the requests abandoned at the deadline and those
+    /// whose client could not be written to.
+    pub responses_written: u64,
     /// Requests still running at the deadline.
     pub requests_abandoned: usize,
     /// Requests answered 503 `DRYAD-SYS-5003` at the deadline.

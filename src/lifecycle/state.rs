@@ -98,6 +98,16 @@ pub struct Lifecycle {
     /// Idle keep-alive connections closed at last call: added to by the
     /// poller (Relaxed: a plain count).
     pub(crate) closed_idle: AtomicU64,
+    /// Request heads fully received since start: added to by the thread
+    /// that parses a head (a worker), read by the coordinator for the
+    /// report (Relaxed: a plain count that orders nothing).
+    pub(crate) requests_received: AtomicU64,
+    /// Responses to those requests written to their last byte since start:
+    /// added to by the thread that finishes the write (a worker), read by
+    /// the coordinator for the report after the workers stopped (Relaxed: a
+    /// plain count). Short of `requests_received` only by requests
+    /// abandoned at the deadline or whose client could not be written to.
+    pub(crate) responses_written: AtomicU64,
     pub(crate) cleanup: Cleanup,
 }
 
@@ -113,6 +123,8 @@ impl Lifecycle {
             drained: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             closed_idle: AtomicU64::new(0),
+            requests_received: AtomicU64::new(0),
+            responses_written: AtomicU64::new(0),
             cleanup: Cleanup::default(),
         })
     }

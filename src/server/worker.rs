@@ -145,6 +145,7 @@ fn serve_turn(
             HeadStatus::Closed => return finish(id, conn, context, guards, Next::Close),
         }
         guards.push(lifecycle.requests.enter());
+        lifecycle.requests_received.fetch_add(1, Ordering::Relaxed);
         if lifecycle.deadline_passed() {
             lifecycle.refused.fetch_add(1, Ordering::Relaxed);
             conn.http.respond_and_close(&shutting_down());
@@ -194,10 +195,11 @@ fn serve_turn(
             return finish(id, conn, context, guards, Next::Linger);
         }
         if conn.http.pending_output() >= MAX_PENDING_OUTPUT {
-            if conn.http.flush(&context.limits).is_err() {
-                return finish(id, conn, context, guards, Next::Close);
+            let written = conn.http.flush(&context.limits).is_ok();
+            end_requests(context, id, guards, written);
+            if !written {
+                return Next::Close;
             }
-            end_requests(context, id, guards);
         }
     }
 }
@@ -211,15 +213,26 @@ fn finish(
     guards: &mut Vec<InFlightGuard>,
     next: Next,
 ) -> Next {
-    let written = conn.http.flush(&context.limits);
-    end_requests(context, id, guards);
-    match written {
-        Ok(()) => next,
-        Err(_) => Next::Close,
-    }
+    let written = conn.http.flush(&context.limits).is_ok();
+    end_requests(context, id, guards, written);
+    if written { next } else { Next::Close }
 }
 
-fn end_requests(context: &WorkerContext, id: usize, guards: &mut Vec<InFlightGuard>) {
+/// Ends the requests whose responses were queued (one guard each), after
+/// the write that carried them: counted as written if it succeeded.
+fn end_requests(
+    context: &WorkerContext,
+    id: usize,
+    guards: &mut Vec<InFlightGuard>,
+    written: bool,
+) {
+    if written {
+        let count = u64::try_from(guards.len()).unwrap_or(u64::MAX);
+        context
+            .lifecycle
+            .responses_written
+            .fetch_add(count, Ordering::Relaxed);
+    }
     guards.clear();
     set_running(&context.running[id], None);
 }

@@ -399,31 +399,71 @@ impl Client {
         }
     }
 
-    /// Whether the server closes the connection (EOF or reset) within
-    /// `timeout` without sending anything more.
-    pub fn is_closed_within(&mut self, timeout: Duration) -> bool {
+    /// How the connection ends within `timeout`, the server sending
+    /// nothing more: a clean close (EOF, the server's FIN), a reset or
+    /// other error (a crash, or a close with unread input), or not at all.
+    pub fn ending_within(&mut self, timeout: Duration) -> Ending {
         assert!(
             self.buffer.is_empty(),
             "unread response bytes: {:?}",
             String::from_utf8_lossy(&self.buffer)
         );
-        self.stream
-            .set_read_timeout(Some(timeout))
-            .expect("read timeout");
+        let deadline = Instant::now() + timeout;
         let mut byte = [0u8; 1];
-        let closed = match self.stream.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => panic!("unexpected bytes from the server"),
-            Err(error) => !matches!(
-                error.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
+        let ending = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ending::StillOpen;
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("read timeout");
+            match self.stream.read(&mut byte) {
+                Ok(0) => break Ending::Eof,
+                Ok(_) => panic!(
+                    "unexpected bytes from the server: {:?}",
+                    String::from_utf8_lossy(&byte)
+                ),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(error) => break Ending::Failed(error),
+            }
         };
         self.stream
             .set_read_timeout(Some(RESPONSE_TIMEOUT))
             .expect("read timeout");
-        closed
+        ending
     }
+
+    /// Asserts that the server closes the connection cleanly (EOF, not a
+    /// reset) within `timeout` without sending anything more.
+    pub fn assert_clean_close_within(&mut self, timeout: Duration, what: &str) {
+        match self.ending_within(timeout) {
+            Ending::Eof => {}
+            Ending::Failed(error) => panic!(
+                "{what}: expected a clean close (EOF), the connection failed with {error:?} \
+                 (a reset: a crash, or a close with unread input)"
+            ),
+            Ending::StillOpen => {
+                panic!("{what}: the server did not close the connection within {timeout:?}")
+            }
+        }
+    }
+}
+
+/// How a connection ended, as a client sees it.
+#[derive(Debug)]
+pub enum Ending {
+    /// End of stream: the server closed cleanly (FIN) after its last byte.
+    Eof,
+    /// A reset or another error: not a clean close.
+    Failed(io::Error),
+    /// Still open when the wait ended.
+    StillOpen,
 }
 
 /// How a connect ended.
@@ -458,13 +498,43 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     client.read_response()
 }
 
-/// Asserts that the server closes `client`'s connection within
-/// [`CLOSE_TIMEOUT`] without sending anything more.
+/// Asserts that the server closes `client`'s connection cleanly (EOF, not
+/// a reset) within [`CLOSE_TIMEOUT`] without sending anything more.
 pub fn assert_closed(client: &mut Client, what: &str) {
-    assert!(
-        client.is_closed_within(CLOSE_TIMEOUT),
-        "{what}: the server did not close the connection within {CLOSE_TIMEOUT:?}"
+    client.assert_clean_close_within(CLOSE_TIMEOUT, what);
+}
+
+/// Asserts that the shutdown report accounts for every request: each head
+/// the server received got its response written to the last byte.
+pub fn assert_nothing_lost(report: &serde_json::Value) {
+    assert_requests_unanswered(report, 0);
+}
+
+/// Asserts that exactly `unanswered` of the requests whose heads the
+/// server received never got their response written (abandoned at the
+/// deadline, or a client that could not be written to).
+pub fn assert_requests_unanswered(report: &serde_json::Value, unanswered: u64) {
+    let count = |field: &str| {
+        report[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {field} in the shutdown report {report}"))
+    };
+    let (received, written) = (count("requests_received"), count("responses_written"));
+    assert_eq!(
+        received.checked_sub(written),
+        Some(unanswered),
+        "{received} requests received, {written} responses written: expected {unanswered} \
+         unanswered; report {report}"
     );
+}
+
+/// A `/metrics` value: the sample line `name value` (no labels).
+pub fn metric(metrics: &str, name: &str) -> i64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in /metrics:\n{metrics}"))
 }
 
 /// Asserts a normal request on a fresh connection still succeeds.
