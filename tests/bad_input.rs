@@ -622,3 +622,76 @@ fn panicking_handler_gets_500_and_the_worker_lives_on() {
     assert_still_serving(service.addr);
     assert_eq!(support::get(service.addr, "/readyz").text(), "ready");
 }
+
+#[test]
+fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
+    const BODY_TIMEOUT: Duration = Duration::from_millis(500);
+    let service = service(&["--body-timeout", "500ms"]);
+    let mut client = Client::connect(service.addr);
+    let started = Instant::now();
+    // 100 bytes announced, 10 sent, to a route that reads the body.
+    client.send(
+        b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"type\":\"x",
+    );
+    let response = client.read_response();
+    let took = started.elapsed();
+    assert_error(&response, 408, "DRYAD-HTTP-4081", "a body cut short");
+    assert!(
+        took >= BODY_TIMEOUT,
+        "answered 408 {took:?} after the head, before the {BODY_TIMEOUT:?} body timeout"
+    );
+    assert!(
+        took < BODY_TIMEOUT + Duration::from_secs(5),
+        "answered 408 only {took:?} after the head; the body timeout is {BODY_TIMEOUT:?}"
+    );
+    assert_closed(&mut client, "after 408 for a body cut short");
+    assert_still_serving(service.addr);
+}
+
+#[test]
+fn a_full_worker_queue_answers_503_with_retry_after_instead_of_waiting() {
+    // One worker busy for a second and one queue slot: of five requests
+    // sent at once, at most two are taken, and the others are refused at
+    // once, not left waiting.
+    const CLIENTS: usize = 5;
+    let service = Service::start(&[
+        "--workers",
+        "1",
+        "--queue-capacity",
+        "1",
+        "--enable-test-routes",
+    ]);
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = Client::connect(service.addr);
+            client.send(b"GET /test/sleep?ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n");
+            client
+        })
+        .collect();
+    let mut refused = 0;
+    for (index, client) in clients.iter_mut().enumerate() {
+        let response = client.read_response();
+        if response.status == 200 {
+            continue;
+        }
+        assert_error(
+            &response,
+            503,
+            "DRYAD-SYS-5001",
+            &format!("client {index} with the queue full"),
+        );
+        assert_eq!(
+            response.header("retry-after"),
+            Some("1"),
+            "client {index}: {response:?}"
+        );
+        assert_closed(client, "after 503 with the queue full");
+        refused += 1;
+    }
+    assert!(
+        refused >= CLIENTS - 2,
+        "{refused} of {CLIENTS} requests refused; one worker and one queue slot take at most 2"
+    );
+    assert_still_serving(service.addr);
+}

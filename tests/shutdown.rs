@@ -499,6 +499,215 @@ fn requests_waiting_in_the_accept_backlog_when_sigterm_arrives_are_served() {
     );
 }
 
+/// The service's open descriptors: how many, and the highest number.
+fn open_descriptors(service: &Service) -> (u64, u64) {
+    let numbers: Vec<u64> = std::fs::read_dir(format!("/proc/{}/fd", service.pid()))
+        .expect("read /proc/PID/fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let highest = numbers.iter().copied().max().expect("some open descriptor");
+    (numbers.len() as u64, highest)
+}
+
+/// Lowers the service's soft limit on open files to `soft` (prlimit(2) on
+/// our own child).
+fn limit_open_files(service: &Service, soft: u64) {
+    let pid = libc::pid_t::try_from(service.pid()).expect("a PID fits in pid_t");
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes only the structs passed, which live
+    // on this stack frame for the duration of each call; the PID is our
+    // own running child's.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) };
+    assert_eq!(got, 0, "prlimit (get): {}", io::Error::last_os_error());
+    limit.rlim_cur = soft;
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit (set): {}", io::Error::last_os_error());
+}
+
+/// Connections the kernel completed into the accept backlog, with their
+/// requests written, that the acceptor has not taken when the shutdown
+/// starts are accepted and served before the listener closes, not reset.
+///
+/// To keep connections in the backlog deterministically, the service runs
+/// out of file descriptors: its limit is lowered to leave room for a few
+/// more keep-alive connections only; once they are open, further
+/// connections wait in the backlog with their requests written (accept
+/// fails with EMFILE, logged, retried every 50 ms). At SIGTERM the last
+/// call (0: at once) closes the idle keep-alive connections, which frees
+/// descriptors, and the acceptor must then admit what waits in the backlog
+/// before it closes the listener.
+#[test]
+fn requests_in_the_accept_backlog_when_the_listener_closes_are_accepted_and_served() {
+    let _one = one_at_a_time();
+    const WAITING: usize = 3;
+    let mut service = Service::start(&["--last-call", "0s", "--idle-timeout", "60s"]);
+    let mut observer = Client::connect(service.addr);
+    assert_eq!(
+        observer.get("/healthz").status,
+        200,
+        "the observer connection"
+    );
+    let (open, highest) = open_descriptors(&service);
+    // Room for the gaps below the highest descriptor and a few more: the
+    // connections that fill them are idle at SIGTERM and closed at once,
+    // which leaves room to accept the waiting ones (and for the acceptor's
+    // count of half-open handshakes, which takes a socket).
+    let room = highest + 1 - open + WAITING as u64 + 2;
+    limit_open_files(&service, highest + 1 + WAITING as u64 + 2);
+    let total = usize::try_from(room).expect("a small count") + WAITING;
+    let mut clients: Vec<Client> = (0..total)
+        .map(|_| {
+            let mut client = Client::connect(service.addr);
+            client.send(request("/").as_bytes());
+            client
+        })
+        .collect();
+    service.wait_for_log("acceptor: accept failed", LOG_TIMEOUT);
+    // Accepted in connect order: the ones the service could take, which it
+    // serves now; the rest wait in the backlog.
+    let metrics = observer.get("/metrics").text();
+    let accepted = usize::try_from(support::metric(&metrics, "gremlins_open_connections") - 1)
+        .expect("a count of connections");
+    assert!(
+        accepted < total,
+        "the service accepted all {total} connections despite its descriptor limit; the test proves \
+         nothing"
+    );
+    for (index, client) in clients[..accepted].iter_mut().enumerate() {
+        let response = client.read_response();
+        assert!(
+            response.status == 200 && !response.closes(),
+            "accepted client {index} before the signal: {response:?}"
+        );
+    }
+
+    send(&service, libc::SIGTERM);
+    for (index, client) in clients[accepted..].iter_mut().enumerate() {
+        let response = client.try_read_response().unwrap_or_else(|error| {
+            panic!(
+                "client {index} of those waiting in the backlog got no complete response: {error}; \
+                 log:\n{}",
+                service.log_text()
+            )
+        });
+        assert!(
+            response.status == 200 && response.closes(),
+            "client {index} of those waiting in the backlog: {response:?}"
+        );
+    }
+    service.assert_exit_code(0, EXIT_TIMEOUT);
+    let report = service.report();
+    let waiting = total - accepted;
+    assert_eq!(
+        backlog_admitted(&service.log_text()),
+        Some(waiting as u64),
+        "the {waiting} connections waiting in the backlog should be admitted at close; log:\n{}",
+        service.log_text()
+    );
+    assert_eq!(report["outcome"], "clean", "report {report}");
+    assert_eq!(report["requests_drained"], waiting, "report {report}");
+    assert_nothing_lost(&report);
+}
+
+/// Events with these payloads, created in order; returns their ids.
+fn create_events(addr: SocketAddr, count: usize) -> Vec<i64> {
+    let mut client = Client::connect(addr);
+    (0..count)
+        .map(|index| {
+            let body = format!(r#"{{"type":"pipelined","payload":{{"n":{index}}}}}"#);
+            let response = client
+                .try_exchange(
+                    format!(
+                        "POST /v1/events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .unwrap_or_else(|error| panic!("creating event {index}: {error}"));
+            assert_eq!(response.status, 201, "creating event {index}: {}", response.text());
+            response.json()["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("an id in {}", response.text()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hundred_pipelined_requests_are_all_answered_in_order_when_sigterm_arrives_midway() {
+    let _one = one_at_a_time();
+    const PAIRS: usize = 50;
+    let mut service = Service::start(&["--enable-test-routes", "--workers", "2"]);
+    let ids = create_events(service.addr, PAIRS);
+    // Pairs of a 40 ms sleep and a fetch of one event, whose answer says
+    // which it is: the 100 take about 2 s in all.
+    let pipelined: String = ids
+        .iter()
+        .map(|id| {
+            format!(
+                "{}{}",
+                request("/test/sleep?ms=40"),
+                request(&format!("/v1/events/{id}"))
+            )
+        })
+        .collect();
+    let mut client = Client::connect(service.addr);
+    client.send(pipelined.as_bytes());
+    let first = client.read_response();
+    assert!(
+        first.status == 200 && !first.closes(),
+        "the first pipelined answer, before the signal: {first:?}"
+    );
+    send(&service, libc::SIGTERM);
+    for index in 1..2 * PAIRS {
+        let response = client.try_read_response().unwrap_or_else(|error| {
+            panic!(
+                "pipelined request {index} of {} got no complete response: {error}; log:\n{}",
+                2 * PAIRS,
+                service.log_text()
+            )
+        });
+        assert_eq!(
+            response.status,
+            200,
+            "pipelined request {index}: {}",
+            response.text()
+        );
+        if index % 2 == 0 {
+            assert_eq!(response.text(), "ok", "pipelined request {index} (a sleep)");
+        } else {
+            assert_eq!(
+                response.json()["id"],
+                ids[index / 2],
+                "pipelined request {index} (event {}): answered out of order",
+                ids[index / 2]
+            );
+        }
+        let last = index == 2 * PAIRS - 1;
+        assert_eq!(
+            response.closes(),
+            last,
+            "pipelined request {index}: only the last answer closes the connection: {response:?}"
+        );
+    }
+    client.assert_clean_close_within(Duration::from_secs(5), "after the last pipelined answer");
+    service.assert_exit_code(0, EXIT_TIMEOUT);
+    let report = service.report();
+    assert_eq!(report["outcome"], "clean", "report {report}");
+    assert_eq!(
+        report["requests_received"],
+        3 * PAIRS,
+        "the events created and the pipelined requests: report {report}"
+    );
+    assert_nothing_lost(&report);
+}
+
 /// A client across a real network sees its connect succeed when the SYN-ACK
 /// arrives; the last ACK of the handshake reaches the server about half a
 /// round trip later. If the listener stops admitting in between, the
@@ -900,6 +1109,149 @@ fn an_idle_keep_alive_connection_is_served_during_the_last_call_and_closed_if_qu
     let report = service.report();
     assert_eq!(report["connections_closed_idle"], 1, "report {report}");
     assert_eq!(report["requests_drained"], 1, "report {report}");
+    assert_nothing_lost(&report);
+}
+
+/// Raises this process's soft limit on open files to at least `needed`
+/// (the services started from here inherit it), or panics saying why not.
+fn raise_open_files_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write the one struct passed,
+    // which lives on this stack frame for the duration of the call.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0, "getrlimit: {}", io::Error::last_os_error());
+    if limit.rlim_cur >= needed {
+        return;
+    }
+    assert!(
+        limit.rlim_max >= needed,
+        "this test needs {needed} open files; the hard limit is {}",
+        limit.rlim_max
+    );
+    limit.rlim_cur = needed;
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(set, 0, "setrlimit: {}", io::Error::last_os_error());
+}
+
+/// Waits until every thread of the service is stopped (`T` in
+/// /proc/PID/task/*/stat) after SIGSTOP.
+fn wait_until_stopped(service: &Service) {
+    let timeout = Duration::from_secs(5);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", service.pid()))
+            .expect("read /proc/PID/task");
+        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the command name, in parentheses.
+                let state = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next());
+                state == Some("T")
+            })
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service's threads were not all stopped within {timeout:?} of SIGSTOP"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// The keep-alive race at last call, made deterministic: requests that
+/// arrive on idle keep-alive connections before the last call ends are
+/// served with `Connection: close`, even when the server gets to them only
+/// after it ended. The service is stopped (SIGSTOP) during the last call
+/// while 1100 idle connections each send a request, and resumed once the
+/// last call is over: more connections are ready then than the poller takes
+/// in one wake-up (1024 events), so it meets the rest first as expired idle
+/// connections, which must be served, not closed.
+#[test]
+fn requests_sent_before_the_last_call_ends_are_served_even_when_the_server_sees_them_after_it() {
+    let _one = one_at_a_time();
+    const CONNECTIONS: usize = 1100;
+    raise_open_files_limit(2 * CONNECTIONS as u64 + 256);
+    let mut service = Service::start(&[
+        "--last-call",
+        "2s",
+        "--idle-timeout",
+        "60s",
+        "--max-connections",
+        "2000",
+        "--queue-capacity",
+        "2000",
+    ]);
+    let mut clients: Vec<Client> = (0..CONNECTIONS)
+        .map(|index| {
+            let mut client = Client::connect(service.addr);
+            let response = client.get("/");
+            assert!(
+                response.status == 200 && !response.closes(),
+                "keep-alive client {index} before the signal: {response:?}"
+            );
+            client
+        })
+        .collect();
+
+    send(&service, libc::SIGTERM);
+    let closed = service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
+    let seen = Instant::now();
+    let last_call: u64 = closed
+        .split("last call of ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no 'last call of N ms' in {closed:?}"));
+    let last_call_ends = seen + Duration::from_millis(last_call);
+    send(&service, libc::SIGSTOP);
+    wait_until_stopped(&service);
+    assert!(
+        Instant::now() < last_call_ends,
+        "the service was stopped only after its last call ended; the test proves nothing"
+    );
+    for client in &mut clients {
+        client.send(request("/").as_bytes());
+    }
+    assert!(
+        Instant::now() < last_call_ends,
+        "the requests were written only after the last call ended; the test proves nothing"
+    );
+    // The service is stopped: nothing it does can say when its last call is
+    // over, and time passing is the point. Margin for the log line's delay.
+    std::thread::sleep(
+        (last_call_ends + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
+    );
+    send(&service, libc::SIGCONT);
+
+    let mut lost = Vec::new();
+    for (index, client) in clients.iter_mut().enumerate() {
+        match client.try_read_response() {
+            Ok(response) if response.status == 200 && response.closes() => {}
+            Ok(response) => lost.push(format!("client {index}: {response:?}")),
+            Err(error) => lost.push(format!("client {index}: {error}")),
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {CONNECTIONS} requests sent during the last call were not answered 200 with \
+         Connection: close; the first: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    service.assert_exit_code(0, EXIT_TIMEOUT);
+    let report = service.report();
+    assert_eq!(report["connections_closed_idle"], 0, "report {report}");
+    assert_eq!(report["requests_drained"], CONNECTIONS, "report {report}");
     assert_nothing_lost(&report);
 }
 
