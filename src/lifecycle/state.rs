@@ -56,6 +56,8 @@ pub enum Trigger {
     Signal(i32),
     /// [`ShutdownHandle::shutdown`].
     Handle,
+    /// A thread the server cannot run without died (by its name).
+    ThreadDied(&'static str),
 }
 
 impl Trigger {
@@ -66,6 +68,7 @@ impl Trigger {
             Self::Signal(2) => "SIGINT".into(),
             Self::Signal(number) => format!("signal {number}"),
             Self::Handle => "handle".into(),
+            Self::ThreadDied(thread) => format!("{thread} thread died"),
         }
     }
 }
@@ -98,6 +101,15 @@ pub struct Lifecycle {
     /// Idle keep-alive connections closed at last call: added to by the
     /// poller (Relaxed: a plain count).
     pub(crate) closed_idle: AtomicU64,
+    /// Requests whose whole head was read, since start: added to by the
+    /// poller and workers, read for the report (Relaxed: a plain count).
+    pub(crate) requests_received: AtomicU64,
+    /// Requests whose response was written to the last byte, since start:
+    /// added to by the poller and workers, read for the report (Relaxed).
+    pub(crate) responses_written: AtomicU64,
+    /// The first supervised thread that died: set once by that thread as
+    /// it unwinds; read by the coordinator for the report.
+    pub(crate) failed_thread: OnceLock<&'static str>,
     pub(crate) cleanup: Cleanup,
 }
 
@@ -113,6 +125,9 @@ impl Lifecycle {
             drained: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             closed_idle: AtomicU64::new(0),
+            requests_received: AtomicU64::new(0),
+            responses_written: AtomicU64::new(0),
+            failed_thread: OnceLock::new(),
             cleanup: Cleanup::default(),
         })
     }
@@ -154,6 +169,12 @@ impl Lifecycle {
             *slot = Some(trigger);
             self.triggered.notify_all();
         }
+    }
+
+    /// Records that a supervised thread died and starts the shutdown.
+    pub(crate) fn thread_died(&self, thread: &'static str) {
+        let _ = self.failed_thread.set(thread);
+        self.trigger(Trigger::ThreadDied(thread));
     }
 
     /// Blocks until a shutdown is triggered.

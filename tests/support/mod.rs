@@ -426,6 +426,26 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Whether the server closes the connection cleanly (EOF, not a reset)
+    /// within `timeout`, sending nothing more.
+    pub fn closed_cleanly_within(&mut self, timeout: Duration) -> bool {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => panic!("unexpected bytes from the server"),
+            Err(_) => false,
+        };
+        self.stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT))
+            .expect("read timeout");
+        closed
+    }
+}
+
 /// How a connect ended.
 pub enum Dial {
     Accepted(TcpStream),
@@ -465,6 +485,30 @@ pub fn assert_closed(client: &mut Client, what: &str) {
         client.is_closed_within(CLOSE_TIMEOUT),
         "{what}: the server did not close the connection within {CLOSE_TIMEOUT:?}"
     );
+}
+
+/// The value of one series (`name` or `name{labels}`) in `/metrics`.
+pub fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let response = get(addr, "/metrics");
+    assert_eq!(response.status, 200, "/metrics: {}", response.text());
+    let text = response.text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+/// Checks `condition` again and again (each check is a round trip to the
+/// service, not a sleep) until it holds; panics after `timeout` saying
+/// what was awaited.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+    }
 }
 
 /// Asserts a normal request on a fresh connection still succeeds.
