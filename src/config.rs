@@ -56,11 +56,13 @@ pub struct Config {
     /// Time an idle keep-alive connection is kept open.
     #[arg(long, env = "IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// Time a whole request body may take to arrive, from its head.
+    /// Time a whole request body may take to arrive, from its head: a
+    /// backstop; `--min-body-rate` is what catches slow clients.
     #[arg(long, env = "BODY_TIMEOUT", value_parser = parse_duration)]
     pub body_timeout: Duration,
     /// Time a client may take to read responses that did not fit the
-    /// socket at once, in all.
+    /// socket at once, in all: a backstop; `--min-write-rate` is what
+    /// catches slow readers.
     #[arg(long, env = "WRITE_TIMEOUT", value_parser = parse_duration)]
     pub write_timeout: Duration,
     /// Bytes per second a request body must arrive at, on average over
@@ -152,8 +154,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
-            body_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(120),
             min_body_rate: 240,
             min_write_rate: 240,
             min_rate_grace: Duration::from_secs(5),

@@ -445,6 +445,13 @@ impl Connection {
         self.has_buffered_input() || matches!(self.stream.peek(&mut byte), Ok(1))
     }
 
+    /// Makes closing the connection reset it (RST) instead of sending what
+    /// the kernel still holds of it: for a connection given up on, so its
+    /// memory is freed at once.
+    pub fn reset_on_close(&self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+    }
+
     /// Sends FIN after the last response, so the client reads it before
     /// the connection is closed.
     pub fn shutdown_write(&self) {

@@ -490,7 +490,10 @@ impl Registry {
     }
 
     /// Takes the connections handed to the poller.
-    #[expect(clippy::vec_box, reason = "the boxes move on whole (to the queue, a thread)")]
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes move on whole (to the queue, a thread)"
+    )]
     pub(crate) fn take_to_poll(&self) -> Vec<Box<Conn>> {
         let mut slots = self.lock();
         let entries = std::mem::take(&mut slots.to_poll);
@@ -505,7 +508,10 @@ impl Registry {
 
     /// Takes the connections waiting for room, first come first served,
     /// as long as the budget has room for what each asked for.
-    #[expect(clippy::vec_box, reason = "the boxes move on whole (to the queue, a thread)")]
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes move on whole (to the queue, a thread)"
+    )]
     pub(crate) fn take_room_waiters(&self) -> Vec<Box<Conn>> {
         let mut taken = Vec::new();
         let mut slots = self.lock();
@@ -539,8 +545,13 @@ impl Registry {
         taken
     }
 
-    /// Removes a connection and closes it.
+    /// Removes a connection and closes it; one with output still unwritten
+    /// (a reader too slow, or gone) is reset, which frees what the kernel
+    /// holds of it at once.
     pub(crate) fn close(&self, mut conn: Box<Conn>) {
+        if conn.http.pending_output() > 0 {
+            conn.http.reset_on_close();
+        }
         self.reclaim_buffers(&mut conn);
         {
             let mut slots = self.lock();
