@@ -82,10 +82,10 @@ pub enum Written {
 }
 
 /// Memory a connection needs only while a request is under way. Lent
-/// from a pool, so an idle connection holds none.
+/// from a pool, so an idle connection holds none. (Its read buffer is
+/// lent apart, by the reader alone, for just as long as it holds bytes.)
 #[derive(Debug, Default)]
 pub struct Buffers {
-    read: ReadBuffer,
     write: Vec<u8>,
     head: Head,
     body: Vec<u8>,
@@ -100,9 +100,6 @@ impl Buffers {
         }
         if self.write.capacity() > MAX_KEPT_CAPACITY {
             self.write = Vec::new();
-        }
-        if self.read.capacity() > MAX_KEPT_CAPACITY {
-            self.read = ReadBuffer::default();
         }
     }
 }
@@ -124,7 +121,10 @@ enum Stage {
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
+    read: ReadBuffer,
     buffers: Buffers,
+    /// Whether `buffers` were lent (until they are taken back idle).
+    lent: bool,
     stage: Stage,
     /// Bytes the body may hold, as allowed by the room callback.
     body_room: u64,
@@ -148,7 +148,9 @@ impl Connection {
     pub fn new(stream: TcpStream) -> Self {
         Self {
             stream,
+            read: ReadBuffer::default(),
             buffers: Buffers::default(),
+            lent: false,
             stage: Stage::Idle,
             body_room: 0,
             continue_owed: false,
@@ -210,27 +212,44 @@ impl Connection {
 
     /// Whether bytes of a next request are already buffered.
     pub fn has_buffered_input(&self) -> bool {
-        !self.buffers.read.is_empty()
+        !self.read.is_empty()
     }
 
     /// Takes the connection's buffers when it holds nothing in them (to
     /// give them back to a pool).
     pub fn take_buffers(&mut self) -> Option<Buffers> {
-        let idle = matches!(self.stage, Stage::Idle)
-            && self.buffers.read.is_empty()
-            && self.buffers.write.is_empty()
-            && self.buffers.read.capacity() + self.buffers.write.capacity() > 0;
-        idle.then(|| std::mem::take(&mut self.buffers))
+        let idle = self.lent
+            && matches!(self.stage, Stage::Idle)
+            && self.read.is_empty()
+            && self.buffers.write.is_empty();
+        idle.then(|| {
+            self.lent = false;
+            std::mem::take(&mut self.buffers)
+        })
     }
 
     /// Gives a connection that holds no buffers a set of (empty) ones.
     pub fn lend_buffers(&mut self, take: impl FnOnce() -> Buffers) {
-        if self.buffers.read.capacity() == 0 {
+        if !self.lent {
             let mut lent = take();
             // Output already queued (a refusal) stays, at the same offsets.
             lent.write.append(&mut self.buffers.write);
             self.buffers = lent;
+            self.lent = true;
         }
+    }
+
+    /// Gives the connection a read buffer if it has none, before a read.
+    pub(crate) fn lend_read_buffer(&mut self, take: impl FnOnce() -> ReadBuffer) {
+        if self.read.capacity() == 0 {
+            self.read = take();
+        }
+    }
+
+    /// Takes the read buffer back when it holds no bytes: a connection
+    /// whose request is whole needs none while it is served.
+    pub(crate) fn take_empty_read_buffer(&mut self) -> Option<ReadBuffer> {
+        (self.read.is_empty() && self.read.capacity() > 0).then(|| std::mem::take(&mut self.read))
     }
 
     /// Reads the next request as far as the bytes there are allow,
@@ -252,7 +271,7 @@ impl Connection {
             match self.stage {
                 Stage::Ready => return Ok(ReadStatus::Request),
                 Stage::Idle | Stage::Head => {
-                    if !self.buffers.read.is_empty() {
+                    if !self.read.is_empty() {
                         self.parse_head(limits).map_err(RequestError::Head)?;
                         if matches!(self.stage, Stage::Body(_) | Stage::Ready) {
                             continue;
@@ -272,11 +291,7 @@ impl Connection {
                         self.buffers.write.extend_from_slice(CONTINUE);
                     }
                     let decoded = decoder
-                        .advance(
-                            &mut self.buffers.read,
-                            &mut self.buffers.body,
-                            self.body_room,
-                        )
+                        .advance(&mut self.read, &mut self.buffers.body, self.body_room)
                         .map_err(RequestError::Body)?;
                     self.stage = match decoded {
                         Decoded::Complete => Stage::Ready,
@@ -290,11 +305,7 @@ impl Connection {
             if !read_socket || !self.may_read {
                 return Ok(ReadStatus::NeedInput);
             }
-            match self
-                .buffers
-                .read
-                .fill_from(&self.stream, limits.max_head_bytes)
-            {
+            match self.read.fill_from(&self.stream, limits.max_head_bytes) {
                 Fill::Read { drained, .. } => self.may_read = !drained,
                 Fill::WouldBlock => {
                     self.may_read = false;
@@ -315,9 +326,9 @@ impl Connection {
 
     fn parse_head(&mut self, limits: &Limits) -> Result<(), HeadError> {
         let buffers = &mut self.buffers;
-        match head::parse(buffers.read.data(), limits, &mut buffers.head)? {
+        match head::parse(self.read.data(), limits, &mut buffers.head)? {
             Parsed::Complete(len) => {
-                buffers.read.consume(len);
+                self.read.consume(len);
                 buffers.body.clear();
                 self.head_started = None;
                 self.body_room = 0;
@@ -360,7 +371,7 @@ impl Connection {
         let head = &self.buffers.head;
         let reusable = keep_alive != KeepAlive::No
             && head.client_keep_alive
-            && (keep_alive == KeepAlive::Yes || !self.buffers.read.is_empty());
+            && (keep_alive == KeepAlive::Yes || !self.read.is_empty());
         let connection = match (reusable, head.version) {
             (false, _) => ConnectionHeader::Close,
             (true, Some(Version::Http10)) => ConnectionHeader::KeepAlive,

@@ -17,6 +17,7 @@ mod request;
 mod response;
 
 pub use body::BodyError;
+pub(crate) use buffer::ReadBuffer;
 pub use connection::{Buffers, Connection, KeepAlive, ReadStatus, RequestError, Written};
 pub use head::HeadError;
 pub use limits::{Limits, MAX_HEADERS_CEILING};

@@ -13,11 +13,18 @@ use mio::Events;
 
 use super::conn::Conn;
 use super::registry::{Expired, Next, Registry, State, WAKER};
-use crate::http::{BodyError, Limits, RequestError, Response, StatusCode};
+use crate::http::{BodyError, Limits, ReadBuffer, RequestError, Response, StatusCode};
 use crate::lifecycle::Lifecycle;
 
 /// Most readiness events taken per wake-up.
 const EVENTS_CAPACITY: usize = 1024;
+/// Read buffers kept for reuse. A connection holds one only while it has
+/// bytes not consumed yet: the poller lends one before it reads and takes
+/// it back when the bytes are all parsed, so queued requests, requests
+/// being served and idle connections hold none.
+const SPARE_READ_BUFFERS: usize = 64;
+/// A read buffer that grew past this (a large head) is not kept.
+const MAX_KEPT_READ_BUFFER: usize = 64 * 1024;
 
 /// Runs until the registry is asked to stop; then closes every parked
 /// connection and returns.
@@ -29,10 +36,11 @@ pub(crate) fn run(
     panic_for_test: bool,
 ) {
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    let driver = Driver {
+    let mut driver = Driver {
         registry,
         limits,
         lifecycle,
+        spare_reads: Vec::with_capacity(SPARE_READ_BUFFERS),
     };
     loop {
         let timeout = registry
@@ -75,14 +83,25 @@ struct Driver<'a> {
     registry: &'a Registry,
     limits: &'a Limits,
     lifecycle: &'a Lifecycle,
+    spare_reads: Vec<ReadBuffer>,
 }
 
 impl Driver<'_> {
     /// Takes a connection as far as it goes, then where it says.
-    fn drive(&self, mut conn: Box<Conn>) {
+    fn drive(&mut self, mut conn: Box<Conn>) {
         loop {
             self.registry.lend_buffers(&mut conn);
+            let spare = &mut self.spare_reads;
+            conn.http
+                .lend_read_buffer(|| spare.pop().unwrap_or_default());
             let next = conn.advance(self.limits, self.lifecycle, true);
+            if let Some(read) = conn.http.take_empty_read_buffer() {
+                if self.spare_reads.len() < SPARE_READ_BUFFERS
+                    && read.capacity() <= MAX_KEPT_READ_BUFFER
+                {
+                    self.spare_reads.push(read);
+                }
+            }
             match self.registry.transition(conn, next) {
                 Some(again) => conn = again,
                 None => return,
@@ -90,7 +109,7 @@ impl Driver<'_> {
         }
     }
 
-    fn expire(&self, Expired { mut conn, state }: Expired) {
+    fn expire(&mut self, Expired { mut conn, state }: Expired) {
         let next = match state {
             // A request that arrived since the wait returned is served,
             // not cut off (the keep-alive race at last call).
