@@ -56,12 +56,34 @@ pub struct Config {
     /// Time an idle keep-alive connection is kept open.
     #[arg(long, env = "IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// Time a request body may take to arrive, from its head.
+    /// Time a whole request body may take to arrive, from its head: a
+    /// backstop; `--min-body-rate` is what catches slow clients.
     #[arg(long, env = "BODY_TIMEOUT", value_parser = parse_duration)]
     pub body_timeout: Duration,
-    /// Time a client may take to accept one batch of responses.
+    /// Time a client may take to read responses that did not fit the
+    /// socket at once, in all: a backstop; `--min-write-rate` is what
+    /// catches slow readers.
     #[arg(long, env = "WRITE_TIMEOUT", value_parser = parse_duration)]
     pub write_timeout: Duration,
+    /// Bytes per second a request body must arrive at, on average over
+    /// the whole body, once `--min-rate-grace` has passed (408 and close
+    /// otherwise); 0: no minimum.
+    #[arg(long, env = "MIN_BODY_RATE")]
+    pub min_body_rate: u64,
+    /// Bytes per second a client must read responses at, on average,
+    /// once `--min-rate-grace` has passed (closed otherwise); 0: no
+    /// minimum.
+    #[arg(long, env = "MIN_WRITE_RATE")]
+    pub min_write_rate: u64,
+    /// Time a body or a response is given before its minimum rate applies.
+    #[arg(long, env = "MIN_RATE_GRACE", value_parser = parse_duration)]
+    pub min_rate_grace: Duration,
+    /// Bytes all request bodies being read and all unwritten responses may
+    /// hold together (`4MiB`, `64MiB`, or bytes). When it is used up,
+    /// bodies wait (their clients are slowed by TCP), and one that waits
+    /// more than a second is answered 503 with `Retry-After`.
+    #[arg(long, env = "MAX_BUFFERED_BYTES", value_parser = parse_bytes)]
+    pub max_buffered_bytes: u64,
     /// Time from the shutdown signal until requests still running are
     /// abandoned (includes the drain delay).
     #[arg(long, env = "SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
@@ -109,6 +131,10 @@ pub struct Config {
     /// of memory, in bytes.
     #[arg(long, env = "SPOOL_THRESHOLD_BYTES")]
     pub spool_threshold_bytes: u64,
+    /// For tests only, with `--enable-test-routes`: make the `acceptor` or
+    /// the `poller` thread panic at its first connection.
+    #[arg(long, env = "TEST_PANIC_THREAD", hide = true, value_parser = ["acceptor", "poller"])]
+    pub test_panic_thread: Option<String>,
     /// Serve `/test/sleep?ms=N` and `/test/panic` (for tests only).
     #[arg(long, env = "ENABLE_TEST_ROUTES", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub enable_test_routes: bool,
@@ -128,8 +154,13 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
-            body_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(120),
+            min_body_rate: 240,
+            min_write_rate: 240,
+            min_rate_grace: Duration::from_secs(5),
+            max_buffered_bytes: 64 * 1024 * 1024,
+            test_panic_thread: None,
             shutdown_timeout: Duration::from_secs(30),
             cleanup_timeout: Duration::from_secs(5),
             drain_delay: Duration::ZERO,
@@ -181,7 +212,7 @@ impl Config {
     /// The clap command, with every default taken from `Config::default()`.
     fn command_with_defaults() -> clap::Command {
         let defaults = Self::default();
-        let shown: [(&str, String); 23] = [
+        let shown: [(&str, String); 27] = [
             ("listen", defaults.listen.to_string()),
             ("workers", defaults.workers.to_string()),
             ("queue_capacity", defaults.queue_capacity.to_string()),
@@ -198,6 +229,13 @@ impl Config {
             ("idle_timeout", format_duration(defaults.idle_timeout)),
             ("body_timeout", format_duration(defaults.body_timeout)),
             ("write_timeout", format_duration(defaults.write_timeout)),
+            ("min_body_rate", defaults.min_body_rate.to_string()),
+            ("min_write_rate", defaults.min_write_rate.to_string()),
+            ("min_rate_grace", format_duration(defaults.min_rate_grace)),
+            (
+                "max_buffered_bytes",
+                format_bytes(defaults.max_buffered_bytes),
+            ),
             (
                 "shutdown_timeout",
                 format_duration(defaults.shutdown_timeout),
@@ -272,6 +310,40 @@ impl Config {
                 return fail(format!("{name} must be more than zero"));
             }
         }
+        for (name, value) in [
+            ("HEADER_TIMEOUT", self.header_timeout),
+            ("IDLE_TIMEOUT", self.idle_timeout),
+            ("BODY_TIMEOUT", self.body_timeout),
+            ("WRITE_TIMEOUT", self.write_timeout),
+            ("MIN_RATE_GRACE", self.min_rate_grace),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
+            ("CLEANUP_TIMEOUT", self.cleanup_timeout),
+            ("DRAIN_DELAY", self.drain_delay),
+            ("LAST_CALL", self.last_call),
+            ("DB_CONNECT_TIMEOUT", self.db_connect_timeout),
+            ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+            ("REDIS_TIMEOUT", self.redis_timeout),
+            ("CACHE_TTL", self.cache_ttl),
+            ("COUNTER_FLUSH_INTERVAL", self.counter_flush_interval),
+        ] {
+            if value > MAX_DURATION {
+                return fail(format!(
+                    "{name} ({}) is longer than the longest supported, {}",
+                    format_duration(value),
+                    format_duration(MAX_DURATION)
+                ));
+            }
+        }
+        if self.max_body_bytes > self.max_buffered_bytes {
+            return fail(format!(
+                "MAX_BODY_BYTES ({}) must not be more than MAX_BUFFERED_BYTES ({}): such a body could never be read",
+                self.max_body_bytes,
+                format_bytes(self.max_buffered_bytes)
+            ));
+        }
+        if self.test_panic_thread.is_some() && !self.enable_test_routes {
+            return fail("TEST_PANIC_THREAD needs ENABLE_TEST_ROUTES".into());
+        }
         if self.drain_delay >= self.shutdown_timeout {
             return fail(format!(
                 "DRAIN_DELAY ({}) must be shorter than SHUTDOWN_TIMEOUT ({}), which it is part of",
@@ -302,8 +374,21 @@ impl Config {
             max_headers: self.max_headers,
             max_uri_bytes: self.max_uri_bytes,
             max_body_bytes: self.max_body_bytes,
-            body_timeout: self.body_timeout,
-            write_timeout: self.write_timeout,
+        }
+    }
+
+    /// The timeouts and minimum rates of the server's waits on clients.
+    pub(crate) fn registry_timeouts(&self) -> crate::server::ClientTimeouts {
+        crate::server::ClientTimeouts {
+            idle: self.idle_timeout,
+            header: self.header_timeout,
+            rates: crate::server::Rates {
+                min_body_rate: self.min_body_rate,
+                min_write_rate: self.min_write_rate,
+                grace: self.min_rate_grace,
+                body_timeout: self.body_timeout,
+                write_timeout: self.write_timeout,
+            },
         }
     }
 }
@@ -349,6 +434,46 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => Err(format!(
             "{text:?} has an unknown unit {unit:?}: use ms, s or m"
         )),
+    }
+}
+
+/// The longest duration any setting may have. Longer ones are refused at
+/// start, so no deadline computed from one can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses a byte size: `4MiB`, `512KiB`, `1GiB`, or a bare number of bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 4MiB, 512KiB or 65536"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        unit => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}: use KiB, MiB, GiB or none (bytes)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Writes a size the way [`parse_bytes`] reads it.
+pub fn format_bytes(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        _ if bytes % (1 << 20) == 0 => format!("{}MiB", bytes >> 20),
+        _ if bytes % (1 << 10) == 0 => format!("{}KiB", bytes >> 10),
+        _ => bytes.to_string(),
     }
 }
 
@@ -444,6 +569,28 @@ mod tests {
             redact_url("redis://cache:6379/0?pass=x"),
             "redis://cache:6379/0?***"
         );
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_with_the_setting_named() {
+        let parsed =
+            Config::try_from_args(["gremlins-api", "--idle-timeout", "18446744073709551615"])
+                .expect("a number of seconds parses");
+        let error = parsed
+            .validate()
+            .expect_err("584 billion years is too long");
+        assert!(error.to_string().contains("IDLE_TIMEOUT"), "{error}");
+        assert!(error.to_string().contains("longest supported"), "{error}");
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert!(parse_bytes("4MB").is_err());
+        assert!(parse_bytes("99999999999GiB").is_err());
+        assert_eq!(parse_bytes(&format_bytes(64 << 20)), Ok(64 << 20));
     }
 
     #[test]

@@ -19,8 +19,8 @@
 //! 5. **Cleanup**: hooks run last-registered-first, each bounded, within
 //!    `cleanup_timeout`. Then the workers exit, dropping their clients.
 //! 6. **Exited**: [`Server::run`] returns a [`ShutdownReport`]; its exit
-//!    code is 0 when clean, [`EXIT_DRAIN_TIMED_OUT`] or
-//!    [`EXIT_CLEANUP_FAILED`] otherwise. A second signal exits at once with
+//!    code is 0 when clean, [`EXIT_DRAIN_TIMED_OUT`],
+//!    [`EXIT_CLEANUP_FAILED`] or [`EXIT_THREAD_DIED`] otherwise. A second signal exits at once with
 //!    128 + the signal number.
 //!
 //! ```
@@ -60,7 +60,7 @@ pub use config::Config;
 pub use error::Error;
 pub use http::{Request, Response, StatusCode};
 pub use lifecycle::{
-    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, Phase, ShutdownHandle, ShutdownReport,
-    SignalListener,
+    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Phase, ShutdownHandle,
+    ShutdownReport, SignalListener,
 };
 pub use server::{Handler, Server};

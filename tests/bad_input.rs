@@ -546,14 +546,26 @@ fn refused_connection_is_let_go_after_the_linger_time_even_if_the_client_stays()
 }
 
 #[test]
-fn connections_beyond_max_connections_get_503_and_existing_ones_keep_working() {
+fn connections_beyond_max_connections_get_503_when_none_is_idle() {
     const MAX: usize = 20;
-    let service = service(&["--max-connections", "20", "--idle-timeout", "60s"]);
-    let mut admitted: Vec<Client> = (0..MAX)
+    let service = service(&["--max-connections", "20"]);
+    // Each connection is busy: its request is in flight, its body awaited.
+    // The `100 Continue` proves the server read the head, so none of them
+    // is an idle connection it could reclaim.
+    let event = br#"{"type":"busy","payload":{}}"#;
+    let mut busy: Vec<Client> = (0..MAX)
         .map(|index| {
             let mut client = Client::connect(service.addr);
-            let response = client.get("/");
-            assert_eq!(response.status, 200, "connection {index}: {response:?}");
+            client.send(
+                format!(
+                    "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+                    event.len()
+                )
+                .as_bytes(),
+            );
+            let interim = client.try_read_one().expect("100 Continue");
+            assert_eq!(interim.status, 100, "busy connection {index}: {interim:?}");
             client
         })
         .collect();
@@ -570,34 +582,52 @@ fn connections_beyond_max_connections_get_503_and_existing_ones_keep_working() {
     assert_eq!(response.header("retry-after"), Some("1"), "{response:?}");
     assert_closed(&mut extra, "the refused connection");
 
-    for (index, client) in admitted.iter_mut().enumerate() {
+    for (index, client) in busy.iter_mut().enumerate() {
+        client.send(event);
+        let response = client.read_response();
+        assert_eq!(
+            response.status, 201,
+            "busy connection {index}: {response:?}"
+        );
+        assert!(!response.closes(), "busy connection {index}: {response:?}");
+    }
+}
+
+#[test]
+fn max_connections_full_of_idle_connections_closes_the_oldest_idle_one_for_a_new_client() {
+    const MAX: usize = 20;
+    let service = service(&["--max-connections", "20", "--idle-timeout", "60s"]);
+    let mut idle: Vec<Client> = (0..MAX)
+        .map(|index| {
+            let mut client = Client::connect(service.addr);
+            let response = client.get("/");
+            assert_eq!(response.status, 200, "connection {index}: {response:?}");
+            client
+        })
+        .collect();
+
+    let response = support::get(service.addr, "/healthz");
+    assert_eq!(
+        response.status, 200,
+        "a new client at max_connections: {response:?}"
+    );
+    idle[0].assert_clean_close_within(
+        support::CLOSE_TIMEOUT,
+        "the connection idle the longest, to admit a new one",
+    );
+    for (index, client) in idle.iter_mut().enumerate().skip(1) {
         let response = client.get("/healthz");
         assert_eq!(
             response.status, 200,
-            "admitted connection {index}: {response:?}"
-        );
-        assert!(
-            !response.closes(),
-            "admitted connection {index}: {response:?}"
+            "idle connection {index}: {response:?}"
         );
     }
-
-    // Once one closes, its place is free again. The server learns of the
-    // close asynchronously: until then a new connection may still be
-    // refused, so retry (without sleeping) for a bounded time.
-    drop(admitted.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = support::get(service.addr, "/healthz");
-        if response.status == 200 {
-            break;
-        }
-        assert_error(&response, 503, "DRYAD-SYS-5002", "while the slot frees up");
-        assert!(
-            Instant::now() < deadline,
-            "a closed connection's slot was not freed within 10 s"
-        );
-    }
+    let metrics = support::get(service.addr, "/metrics").text();
+    assert!(
+        metrics.contains("gremlins_reclaimed_idle_connections_total 1")
+            || metrics.contains("gremlins_reclaimed_idle_connections_total 2"),
+        "reclaimed connections are counted:\n{metrics}"
+    );
 }
 
 #[test]

@@ -122,24 +122,13 @@ fn assert_database_unavailable(response: &Response, what: &str) {
     );
 }
 
-/// The value of one series (`name` or `name{labels}`) in `/metrics`.
-fn metric(addr: SocketAddr, series: &str) -> f64 {
-    let response = support::get(addr, "/metrics");
-    assert_eq!(response.status, 200, "/metrics: {}", response.text());
-    let text = response.text();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
-}
-
 /// Waits until `/metrics` shows `requests` requests running besides its own.
 fn wait_in_flight(service: &Service, requests: u32) {
     let deadline = Instant::now() + IN_FLIGHT_TIMEOUT;
     loop {
         // The /metrics request itself is one of them.
-        let running = metric(service.addr, "gremlins_in_flight_requests") - 1.0;
-        if running >= f64::from(requests) {
+        let running = support::metric(service.addr, "gremlins_in_flight_requests") - 1;
+        if running >= i64::from(requests) {
             return;
         }
         assert!(
@@ -402,7 +391,7 @@ fn postgres_crash_under_load_gets_503s_and_the_service_recovers_by_itself() {
     );
     assert_eq!(ready.json()["code"], "DRYAD-DB-5032");
     assert!(
-        metric(addr, "gremlins_database_errors_total") >= 1.0,
+        support::metric(addr, "gremlins_database_errors_total") >= 1,
         "database errors are counted"
     );
 
@@ -574,7 +563,7 @@ fn with_redis_dead_reads_and_writes_still_succeed_and_cache_errors_are_counted()
         "1",
         "the event was cached"
     );
-    assert_eq!(metric(addr, "gremlins_cache_errors_total"), 0.0);
+    assert_eq!(support::metric(addr, "gremlins_cache_errors_total"), 0);
 
     redis.kill();
     // The same keep-alive connection, whose worker may hold a Redis
@@ -598,8 +587,8 @@ fn with_redis_dead_reads_and_writes_still_succeed_and_cache_errors_are_counted()
         );
         assert_eq!(fetched.json(), created.json());
     }
-    let errors = metric(addr, "gremlins_cache_errors_total");
-    assert!(errors >= 1.0, "cache errors in /metrics: {errors}");
+    let errors = support::metric(addr, "gremlins_cache_errors_total");
+    assert!(errors >= 1, "cache errors in /metrics: {errors}");
 
     let (code, took) = service.terminate(EXIT_TIMEOUT);
     let report = service.report();

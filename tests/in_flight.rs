@@ -25,7 +25,7 @@ use support::{Client, Service, assert_closed};
 fn in_flight(client: &mut Client) -> i64 {
     let response = client.get("/metrics");
     assert_eq!(response.status, 200, "GET /metrics: {response:?}");
-    support::metric(&response.text(), "gremlins_in_flight_requests")
+    support::metric_in(&response.text(), "gremlins_in_flight_requests")
 }
 
 /// The gauge, read on a fresh connection that asks to close; returns once
@@ -36,7 +36,7 @@ fn in_flight_then_close(addr: SocketAddr) -> i64 {
     let response = client.read_response();
     assert_eq!(response.status, 200, "GET /metrics: {response:?}");
     assert_closed(&mut client, "a /metrics reading with Connection: close");
-    support::metric(&response.text(), "gremlins_in_flight_requests")
+    support::metric_in(&response.text(), "gremlins_in_flight_requests")
 }
 
 /// Asserts that a reading saw nothing in flight but itself, `after` what.
@@ -222,7 +222,7 @@ fn a_client_that_never_reads_a_large_response_is_closed_after_the_write_timeout(
     // (without sleeping) until only the observer's is left.
     let gauge = "gremlins_open_connections";
     loop {
-        let open = support::metric(&observer.get("/metrics").text(), gauge);
+        let open = support::metric_in(&observer.get("/metrics").text(), gauge);
         if open == 1 {
             break;
         }

@@ -572,7 +572,7 @@ fn requests_in_the_accept_backlog_when_the_listener_closes_are_accepted_and_serv
     // Accepted in connect order: the ones the service could take, which it
     // serves now; the rest wait in the backlog.
     let metrics = observer.get("/metrics").text();
-    let accepted = usize::try_from(support::metric(&metrics, "gremlins_open_connections") - 1)
+    let accepted = usize::try_from(support::metric_in(&metrics, "gremlins_open_connections") - 1)
         .expect("a count of connections");
     assert!(
         accepted < total,

@@ -36,10 +36,12 @@ pub(crate) struct Metrics {
     cache_errors: Counter,
     in_flight: Gauge,
     queue_depth: Gauge,
+    buffered_bytes: Gauge,
     open_connections: Gauge,
     shutdown_phase: Gauge,
     overloaded: Counter,
     over_capacity: Counter,
+    reclaimed_idle: Counter,
     /// Held by [`Metrics::render`] from syncing the counters copied from
     /// elsewhere (cache errors, refusals) to encoding them: each sync reads
     /// a counter and adds the difference, so two renders syncing at once
@@ -55,11 +57,13 @@ impl Default for Metrics {
             database_errors: Counter::default(),
             cache_errors: Counter::default(),
             in_flight: Gauge::default(),
+            buffered_bytes: Gauge::default(),
             queue_depth: Gauge::default(),
             open_connections: Gauge::default(),
             shutdown_phase: Gauge::default(),
             overloaded: Counter::default(),
             over_capacity: Counter::default(),
+            reclaimed_idle: Counter::default(),
             rendering: Mutex::new(()),
         };
         let registry = &mut metrics.registry;
@@ -89,6 +93,11 @@ impl Default for Metrics {
             metrics.queue_depth.clone(),
         );
         registry.register(
+            "gremlins_buffered_bytes",
+            "Bytes of request bodies and unwritten responses held (of max_buffered_bytes)",
+            metrics.buffered_bytes.clone(),
+        );
+        registry.register(
             "gremlins_open_connections",
             "Open client connections",
             metrics.open_connections.clone(),
@@ -107,6 +116,11 @@ impl Default for Metrics {
             "gremlins_refused_over_capacity",
             "Connections refused 503 beyond max_connections",
             metrics.over_capacity.clone(),
+        );
+        registry.register(
+            "gremlins_reclaimed_idle_connections",
+            "Idle keep-alive connections closed to admit a new one at max_connections",
+            metrics.reclaimed_idle.clone(),
         );
         metrics
     }
@@ -140,12 +154,18 @@ impl Metrics {
         self.open_connections
             .set(gauge(shutdown.open_connections()));
         self.queue_depth.set(gauge(stats.queue_depth()));
+        self.buffered_bytes
+            .set(i64::try_from(stats.buffered_bytes()).unwrap_or(i64::MAX));
         self.shutdown_phase.set(shutdown.phase() as i64);
         set_counter(&self.cache_errors, cache.errors.load(Ordering::Relaxed));
         set_counter(&self.overloaded, stats.overloaded.load(Ordering::Relaxed));
         set_counter(
             &self.over_capacity,
             stats.over_capacity.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.reclaimed_idle,
+            stats.reclaimed_idle.load(Ordering::Relaxed),
         );
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {

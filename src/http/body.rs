@@ -1,28 +1,24 @@
-//! Request body framing: `Content-Length` and chunked decoding, bounded in
-//! size and time, and `100 Continue` sent only when the body is read.
-
-use std::io;
-use std::time::{Duration, Instant};
+//! Request body framing: `Content-Length` and chunked decoding, done as
+//! bytes arrive (never waiting), bounded in size.
+//!
+//! The decoder takes what the read buffer holds and appends the decoded
+//! body to the request's body buffer. It stops where its input ends, and
+//! where the body buffer reaches the size the caller may hold (the
+//! server's memory budget), so a body is only read as fast as there is
+//! room for it.
 
 use super::buffer::ReadBuffer;
 use super::head::Framing;
 use super::response::StatusCode;
-use super::transport::Transport;
 
 /// Longest chunk-size line or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 1024;
 /// Most trailer bytes accepted after the last chunk.
 const MAX_TRAILER_BYTES: usize = 8 * 1024;
-/// Most body bytes read and thrown away when a handler did not read the
-/// body, so that the next request on the connection can be read; beyond
-/// it the connection is closed instead.
-const MAX_DRAIN_BYTES: u64 = 64 * 1024;
-/// Longest wait for an unread body to be drained.
-const MAX_DRAIN_WAIT: Duration = Duration::from_secs(1);
 
-/// Why a request body could not be read. After any of these the connection
-/// is closed once the response is written.
-#[derive(Debug)]
+/// Why a request body could not be read. After any of these the engine
+/// answers with [`answer`](Self::answer) and closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BodyError {
     /// The body is larger than `max_body_bytes`.
@@ -31,10 +27,8 @@ pub enum BodyError {
     BadChunk,
     /// The client closed the connection before the end of the body.
     Incomplete,
-    /// The body did not arrive within `body_timeout`.
+    /// The body arrived too slowly or not within `body_timeout`.
     TimedOut,
-    /// The socket failed.
-    Io(io::Error),
 }
 
 impl BodyError {
@@ -51,7 +45,7 @@ impl BodyError {
                 "DRYAD-HTTP-4003",
                 "invalid chunked encoding",
             ),
-            Self::Incomplete | Self::Io(_) => (
+            Self::Incomplete => (
                 StatusCode::BAD_REQUEST,
                 "DRYAD-HTTP-4005",
                 "request body ended early",
@@ -71,25 +65,7 @@ impl std::fmt::Display for BodyError {
     }
 }
 
-impl std::error::Error for BodyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Io(error) => Some(error),
-            _ => None,
-        }
-    }
-}
-
-impl From<BodyError> for io::Error {
-    fn from(error: BodyError) -> Self {
-        let kind = match &error {
-            BodyError::TimedOut => io::ErrorKind::TimedOut,
-            BodyError::Incomplete => io::ErrorKind::UnexpectedEof,
-            _ => io::ErrorKind::InvalidData,
-        };
-        io::Error::new(kind, error)
-    }
-}
+impl std::error::Error for BodyError {}
 
 /// Where the chunked decoder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,244 +74,175 @@ enum Chunk {
     Data(u64),
     DataEnd,
     Trailers(usize),
+    Done,
 }
 
-/// How far the body of the current request has been read.
-#[derive(Debug, Default)]
-pub(crate) struct BodyState {
-    framing: Option<Framing>,
+/// How far decoding got with the input there was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// The whole body is in the body buffer.
+    Complete,
+    /// The input ran out first.
+    NeedInput,
+    /// The body buffer reached `room`: more must be allowed first.
+    NeedRoom,
+}
+
+/// Decodes one request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyDecoder {
+    framing: Framing,
     /// `Length`: bytes left to read.
     remaining: u64,
-    chunk: Option<Chunk>,
-    /// Bytes of body delivered so far.
-    delivered: u64,
+    chunk: Chunk,
     max_bytes: u64,
-    deadline: Option<Instant>,
-    continue_pending: bool,
-    failed: bool,
 }
 
-impl BodyState {
-    /// Starts the body of a new request.
-    pub(crate) fn start(
-        framing: Option<Framing>,
-        expects_continue: bool,
-        max_bytes: u64,
-        timeout: Duration,
-    ) -> Self {
+impl BodyDecoder {
+    pub(crate) fn new(framing: Framing, max_bytes: u64) -> Self {
         Self {
             framing,
             remaining: match framing {
-                Some(Framing::Length(length)) => length,
-                _ => 0,
+                Framing::Length(length) => length,
+                Framing::Chunked => 0,
             },
-            chunk: (framing == Some(Framing::Chunked)).then_some(Chunk::Size),
-            delivered: 0,
+            chunk: Chunk::Size,
             max_bytes,
-            deadline: framing.map(|_| Instant::now() + timeout),
-            continue_pending: expects_continue,
-            failed: false,
         }
     }
 
-    fn is_complete(&self) -> bool {
+    /// Decodes what `input` holds into `body`, letting `body` grow to at
+    /// most `room` bytes.
+    pub(crate) fn advance(
+        &mut self,
+        input: &mut ReadBuffer,
+        body: &mut Vec<u8>,
+        room: u64,
+    ) -> Result<Decoded, BodyError> {
         match self.framing {
-            None => true,
-            Some(Framing::Length(_)) => self.remaining == 0,
-            Some(Framing::Chunked) => self.chunk.is_none(),
-        }
-    }
-}
-
-/// The body of one request: reads from what is buffered, then the socket.
-#[derive(Debug)]
-pub(crate) struct Body<'c> {
-    pub(crate) transport: &'c mut Transport,
-    pub(crate) buffer: &'c mut ReadBuffer,
-    pub(crate) output: &'c mut Vec<u8>,
-    pub(crate) state: &'c mut BodyState,
-}
-
-impl Body<'_> {
-    /// Reads body bytes into `out`; `Ok(0)` at the end of the body.
-    pub(crate) fn read(&mut self, out: &mut [u8]) -> Result<usize, BodyError> {
-        if self.state.failed {
-            return Err(BodyError::Incomplete);
-        }
-        let result = self.read_inner(out);
-        if result.is_err() {
-            self.state.failed = true;
-        }
-        result
-    }
-
-    fn read_inner(&mut self, out: &mut [u8]) -> Result<usize, BodyError> {
-        if self.state.is_complete() || out.is_empty() {
-            return Ok(0);
-        }
-        if self.state.continue_pending {
-            self.send_continue()?;
-        }
-        match self.state.framing {
-            Some(Framing::Length(_)) => {
-                self.ensure_buffered()?;
-                let count = self.take(out, self.state.remaining);
-                self.state.remaining -= count as u64;
-                Ok(count)
+            Framing::Length(_) => {
+                if self.remaining == 0 {
+                    return Ok(Decoded::Complete);
+                }
+                let allowed = room.saturating_sub(body.len() as u64);
+                take(
+                    input,
+                    body,
+                    self.remaining.min(allowed),
+                    &mut self.remaining,
+                );
+                Ok(if self.remaining == 0 {
+                    Decoded::Complete
+                } else if body.len() as u64 >= room {
+                    Decoded::NeedRoom
+                } else {
+                    Decoded::NeedInput
+                })
             }
-            Some(Framing::Chunked) => self.read_chunked(out),
-            None => Ok(0),
+            Framing::Chunked => self.advance_chunked(input, body, room),
         }
     }
 
-    fn read_chunked(&mut self, out: &mut [u8]) -> Result<usize, BodyError> {
+    fn advance_chunked(
+        &mut self,
+        input: &mut ReadBuffer,
+        body: &mut Vec<u8>,
+        room: u64,
+    ) -> Result<Decoded, BodyError> {
         loop {
-            match self.state.chunk {
-                None => return Ok(0),
-                Some(Chunk::Size) => {
-                    let line = self.take_line()?;
+            match self.chunk {
+                Chunk::Done => return Ok(Decoded::Complete),
+                Chunk::Size => {
+                    let Some(line) = take_line(input)? else {
+                        return Ok(Decoded::NeedInput);
+                    };
                     let size = parse_chunk_size(&line)?;
-                    if self.state.delivered.saturating_add(size) > self.state.max_bytes {
+                    if (body.len() as u64).saturating_add(size) > self.max_bytes {
                         return Err(BodyError::TooLarge);
                     }
-                    self.state.chunk = Some(if size == 0 {
+                    self.chunk = if size == 0 {
                         Chunk::Trailers(0)
                     } else {
                         Chunk::Data(size)
-                    });
+                    };
                 }
-                Some(Chunk::Data(left)) => {
-                    self.ensure_buffered()?;
-                    let count = self.take(out, left);
-                    let left = left - count as u64;
-                    self.state.chunk = Some(if left == 0 {
+                Chunk::Data(mut left) => {
+                    let allowed = room.saturating_sub(body.len() as u64);
+                    if allowed == 0 {
+                        return Ok(Decoded::NeedRoom);
+                    }
+                    take(input, body, left.min(allowed), &mut left);
+                    self.chunk = if left == 0 {
                         Chunk::DataEnd
                     } else {
                         Chunk::Data(left)
-                    });
-                    return Ok(count);
+                    };
+                    if left > 0 && input.is_empty() {
+                        return Ok(Decoded::NeedInput);
+                    }
                 }
-                Some(Chunk::DataEnd) => {
-                    if !self.take_line()?.is_empty() {
+                Chunk::DataEnd => {
+                    let Some(line) = take_line(input)? else {
+                        return Ok(Decoded::NeedInput);
+                    };
+                    if !line.is_empty() {
                         return Err(BodyError::BadChunk);
                     }
-                    self.state.chunk = Some(Chunk::Size);
+                    self.chunk = Chunk::Size;
                 }
-                Some(Chunk::Trailers(seen)) => {
-                    let line = self.take_line()?;
+                Chunk::Trailers(seen) => {
+                    let Some(line) = take_line(input)? else {
+                        return Ok(Decoded::NeedInput);
+                    };
                     let seen = seen + line.len() + 2;
                     if seen > MAX_TRAILER_BYTES {
                         return Err(BodyError::BadChunk);
                     }
-                    self.state.chunk = if line.is_empty() {
-                        None
+                    self.chunk = if line.is_empty() {
+                        Chunk::Done
                     } else {
-                        Some(Chunk::Trailers(seen))
+                        Chunk::Trailers(seen)
                     };
                 }
             }
         }
     }
 
-    /// Copies up to `limit` buffered bytes into `out` and consumes them.
-    fn take(&mut self, out: &mut [u8], limit: u64) -> usize {
-        let data = self.buffer.data();
-        let count = out
-            .len()
-            .min(data.len())
-            .min(usize::try_from(limit).unwrap_or(usize::MAX));
-        out[..count].copy_from_slice(&data[..count]);
-        self.buffer.consume(count);
-        self.state.delivered += count as u64;
-        count
+    /// How many more body bytes this body may still need buffered: all
+    /// that is left of a `Content-Length`, or `step` for chunked (whose
+    /// size is known only as it arrives).
+    pub(crate) fn room_wanted(&self, buffered: u64, step: u64) -> u64 {
+        match self.framing {
+            Framing::Length(_) => self.remaining,
+            Framing::Chunked => step.min(self.max_bytes.saturating_sub(buffered)).max(1),
+        }
     }
+}
 
-    /// Takes one CRLF-terminated line, without its CRLF.
-    fn take_line(&mut self) -> Result<Vec<u8>, BodyError> {
-        loop {
-            let data = self.buffer.data();
-            if let Some(at) = data.iter().position(|&byte| byte == b'\n') {
-                if at == 0 || data[at - 1] != b'\r' || at - 1 > MAX_CHUNK_LINE {
-                    return Err(BodyError::BadChunk);
-                }
-                let line = data[..at - 1].to_vec();
-                self.buffer.consume(at + 1);
-                return Ok(line);
-            }
-            if data.len() >= MAX_CHUNK_LINE {
+/// Moves up to `limit` bytes of `input` to `body`, counting them off `left`.
+fn take(input: &mut ReadBuffer, body: &mut Vec<u8>, limit: u64, left: &mut u64) {
+    let data = input.data();
+    let count = data.len().min(usize::try_from(limit).unwrap_or(usize::MAX));
+    body.extend_from_slice(&data[..count]);
+    input.consume(count);
+    *left -= count as u64;
+}
+
+/// Takes one CRLF-terminated line, without its CRLF; `None` until the
+/// whole line is buffered.
+fn take_line(input: &mut ReadBuffer) -> Result<Option<Vec<u8>>, BodyError> {
+    let data = input.data();
+    match data.iter().position(|&byte| byte == b'\n') {
+        Some(at) => {
+            if at == 0 || data[at - 1] != b'\r' || at - 1 > MAX_CHUNK_LINE {
                 return Err(BodyError::BadChunk);
             }
-            self.fill()?;
+            let line = data[..at - 1].to_vec();
+            input.consume(at + 1);
+            Ok(Some(line))
         }
-    }
-
-    fn ensure_buffered(&mut self) -> Result<(), BodyError> {
-        if self.buffer.is_empty() {
-            self.fill()
-        } else {
-            Ok(())
-        }
-    }
-
-    fn fill(&mut self) -> Result<(), BodyError> {
-        let deadline = self.state.deadline.unwrap_or_else(Instant::now);
-        match self.buffer.fill_until(self.transport, deadline) {
-            Ok(0) => Err(BodyError::Incomplete),
-            Ok(_) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::TimedOut => Err(BodyError::TimedOut),
-            Err(error) => Err(BodyError::Io(error)),
-        }
-    }
-
-    /// Sends `100 Continue` after any responses queued before it, so
-    /// pipelined answers stay in order.
-    fn send_continue(&mut self) -> Result<(), BodyError> {
-        self.state.continue_pending = false;
-        self.output
-            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        let deadline = self.state.deadline.unwrap_or_else(Instant::now);
-        let result = self.transport.write_all_until(self.output, deadline);
-        self.output.clear();
-        result.map_err(|error| match error.kind() {
-            io::ErrorKind::TimedOut => BodyError::TimedOut,
-            _ => BodyError::Io(error),
-        })
-    }
-
-    /// Reads and discards what the handler left unread, within bounds.
-    /// Returns whether the connection can carry another request.
-    pub(crate) fn drain(&mut self) -> bool {
-        if self.state.failed {
-            return false;
-        }
-        if self.state.is_complete() {
-            return true;
-        }
-        // The client waits for 100 Continue before sending; it may or may
-        // not send the body after its own timeout, so the next bytes cannot
-        // be trusted to be a request.
-        if self.state.continue_pending {
-            return false;
-        }
-        if self.state.framing != Some(Framing::Chunked) && self.state.remaining > MAX_DRAIN_BYTES {
-            return false;
-        }
-        let limit = Instant::now() + MAX_DRAIN_WAIT;
-        self.state.deadline = Some(
-            self.state
-                .deadline
-                .map_or(limit, |deadline| deadline.min(limit)),
-        );
-        let mut scratch = [0u8; 8 * 1024];
-        let mut drained = 0u64;
-        while drained <= MAX_DRAIN_BYTES {
-            match self.read(&mut scratch) {
-                Ok(0) => return true,
-                Ok(count) => drained += count as u64,
-                Err(_) => return false,
-            }
-        }
-        false
+        None if data.len() > MAX_CHUNK_LINE => Err(BodyError::BadChunk),
+        None => Ok(None),
     }
 }
 
@@ -353,7 +260,115 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_chunk_size;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `wire` to a decoder in pieces of the given sizes, with
+    /// unlimited room; returns the body, or the first error.
+    fn decode_in_pieces(
+        framing: Framing,
+        wire: &[u8],
+        pieces: &[usize],
+    ) -> Result<(Vec<u8>, usize), BodyError> {
+        let mut decoder = BodyDecoder::new(framing, 1 << 20);
+        let mut input = ReadBuffer::default();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        let mut sizes = pieces.iter().copied().cycle();
+        loop {
+            match decoder.advance(&mut input, &mut body, u64::MAX)? {
+                Decoded::Complete => return Ok((body, input.data().len() + wire.len() - fed)),
+                Decoded::NeedRoom => unreachable!("room is unlimited"),
+                Decoded::NeedInput if fed == wire.len() => return Err(BodyError::Incomplete),
+                Decoded::NeedInput => {
+                    let size = sizes.next().unwrap_or(1).clamp(1, wire.len() - fed);
+                    input.push(&wire[fed..fed + size]);
+                    fed += size;
+                }
+            }
+        }
+    }
+
+    fn chunked(body: &[u8], chunk_sizes: &[usize]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut rest = body;
+        let mut sizes = chunk_sizes.iter().copied().cycle();
+        while !rest.is_empty() {
+            let size = sizes.next().unwrap_or(1).clamp(1, rest.len());
+            wire.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+            wire.extend_from_slice(&rest[..size]);
+            wire.extend_from_slice(b"\r\n");
+            rest = &rest[size..];
+        }
+        wire.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+        wire
+    }
+
+    proptest! {
+        #[test]
+        fn chunked_bodies_decode_the_same_however_they_arrive(
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+            chunk_sizes in proptest::collection::vec(1usize..700, 1..8),
+            pieces in proptest::collection::vec(1usize..300, 1..8),
+        ) {
+            let mut wire = chunked(&body, &chunk_sizes);
+            wire.extend_from_slice(b"GET /next");
+            let (decoded, left) = decode_in_pieces(Framing::Chunked, &wire, &pieces)
+                .expect("valid chunked body");
+            prop_assert_eq!(decoded, body);
+            prop_assert_eq!(left, b"GET /next".len(), "bytes after the body stay unread");
+        }
+
+        #[test]
+        fn length_bodies_take_exactly_their_length(
+            body in proptest::collection::vec(any::<u8>(), 1..3000),
+            pieces in proptest::collection::vec(1usize..300, 1..8),
+        ) {
+            let mut wire = body.clone();
+            wire.extend_from_slice(b"NEXT");
+            let framing = Framing::Length(body.len() as u64);
+            let (decoded, left) = decode_in_pieces(framing, &wire, &pieces).expect("whole body");
+            prop_assert_eq!(decoded, body);
+            prop_assert_eq!(left, 4);
+        }
+    }
+
+    #[test]
+    fn a_body_grows_only_as_far_as_its_room() {
+        let mut decoder = BodyDecoder::new(Framing::Chunked, 1 << 20);
+        let mut input = ReadBuffer::default();
+        input.push(b"a\r\n0123456789\r\n0\r\n\r\n");
+        let mut body = Vec::new();
+        assert_eq!(
+            decoder.advance(&mut input, &mut body, 4),
+            Ok(Decoded::NeedRoom)
+        );
+        assert_eq!(body, b"0123");
+        assert_eq!(
+            decoder.advance(&mut input, &mut body, 64),
+            Ok(Decoded::Complete)
+        );
+        assert_eq!(body, b"0123456789");
+    }
+
+    #[test]
+    fn chunked_bodies_over_the_limit_or_badly_framed_are_refused() {
+        let refused = |wire: &[u8]| decode_in_pieces(Framing::Chunked, wire, &[5]).err();
+        let mut decoder = BodyDecoder::new(Framing::Chunked, 8);
+        let mut input = ReadBuffer::default();
+        input.push(b"9\r\n");
+        assert_eq!(
+            decoder.advance(&mut input, &mut Vec::new(), u64::MAX),
+            Err(BodyError::TooLarge)
+        );
+        assert_eq!(
+            refused(b"3\r\nabcX\r\n0\r\n\r\n"),
+            Some(BodyError::BadChunk)
+        );
+        assert_eq!(refused(b"3\nabc\r\n0\r\n\r\n"), Some(BodyError::BadChunk));
+        assert_eq!(refused(&[b'1'; 2000]), Some(BodyError::BadChunk));
+        assert_eq!(refused(b"3\r\nab"), Some(BodyError::Incomplete));
+    }
 
     #[test]
     fn chunk_sizes() {

@@ -1,8 +1,7 @@
 //! The per-connection read buffer: bytes received but not yet consumed.
 
-use std::io;
-
-use super::transport::Transport;
+use std::io::{self, Read};
+use std::net::TcpStream;
 
 /// Size a read buffer starts at when it is first used.
 const INITIAL_CAPACITY: usize = 4 * 1024;
@@ -15,6 +14,20 @@ pub(crate) struct ReadBuffer {
     end: usize,
 }
 
+/// What one read from the socket gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// This many bytes; `drained` when the socket had no more (a short
+    /// read on a stream socket: what the kernel held is all here).
+    Read { count: usize, drained: bool },
+    /// Nothing there now.
+    WouldBlock,
+    /// The buffer already holds its most; nothing was read.
+    Full,
+    /// The client closed its side (or the connection failed).
+    Closed,
+}
+
 impl ReadBuffer {
     /// The bytes received and not consumed yet.
     pub(crate) fn data(&self) -> &[u8] {
@@ -23,6 +36,11 @@ impl ReadBuffer {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
+    }
+
+    /// Bytes of memory the buffer holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Marks `count` bytes as consumed.
@@ -54,33 +72,35 @@ impl ReadBuffer {
         Some(&mut self.bytes[self.end..])
     }
 
-    /// Reads what the socket has now. `Ok(None)` when the buffer already
-    /// holds `max_len` bytes; `Ok(Some(0))` at end of stream.
-    pub(crate) fn fill_now(
-        &mut self,
-        transport: &mut Transport,
-        max_len: usize,
-    ) -> io::Result<Option<usize>> {
-        let Some(spare) = self.spare(max_len) else {
-            return Ok(None);
-        };
-        let read = transport.read_now(spare)?;
-        self.end += read;
-        Ok(Some(read))
+    /// Appends bytes as if they had been read (for tests of the decoders).
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.bytes.truncate(self.end);
+        self.bytes.extend_from_slice(bytes);
+        self.end = self.bytes.len();
     }
 
-    /// Reads at least one byte, waiting until `deadline`; `Ok(0)` at end of
-    /// stream.
-    pub(crate) fn fill_until(
-        &mut self,
-        transport: &mut Transport,
-        deadline: std::time::Instant,
-    ) -> io::Result<usize> {
-        let spare = self
-            .spare(INITIAL_CAPACITY)
-            .ok_or(io::ErrorKind::OutOfMemory)?;
-        let read = transport.read_until(spare, deadline)?;
-        self.end += read;
-        Ok(read)
+    /// Reads what the (non-blocking) socket has now, holding at most
+    /// `max_len` bytes. Never waits.
+    pub(crate) fn fill_from(&mut self, mut stream: &TcpStream, max_len: usize) -> Fill {
+        let Some(spare) = self.spare(max_len) else {
+            return Fill::Full;
+        };
+        let room = spare.len();
+        loop {
+            return match stream.read(spare) {
+                Ok(0) => Fill::Closed,
+                Ok(count) => {
+                    self.end += count;
+                    Fill::Read {
+                        count,
+                        drained: count < room,
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => Fill::WouldBlock,
+                Err(_) => Fill::Closed,
+            };
+        }
     }
 }

@@ -1,27 +1,63 @@
-//! One client connection as the engine sees it: buffers, the head being
-//! read, the body of the current request, responses waiting to be written.
+//! One client connection as the engine sees it: its buffers, how far the
+//! next request has been read, and the responses waiting to be written.
+//!
+//! Every method returns at once: the socket is non-blocking, and waiting
+//! for it is the server's business (its poller). Reading goes head first,
+//! then the whole body into memory, so that a handler never waits on the
+//! client; writing sends what the socket takes and keeps the rest.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use super::body::{Body, BodyState};
-use super::buffer::ReadBuffer;
+use super::body::{BodyDecoder, BodyError, Decoded};
+use super::buffer::{Fill, ReadBuffer};
 use super::head::{self, Head, HeadError, Parsed, Version};
 use super::limits::Limits;
 use super::request::Request;
 use super::response::{ConnectionHeader, Response};
-use super::transport::Transport;
 
-/// What [`Connection::poll_head`] found.
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Room asked for at a time for a chunked body, whose size is known only
+/// as it arrives.
+const CHUNKED_ROOM_STEP: u64 = 64 * 1024;
+/// A buffer that grew past this is not kept for the next connection.
+const MAX_KEPT_CAPACITY: usize = 64 * 1024;
+
+/// What [`Connection::read`] got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadStatus {
-    /// A complete head was parsed; [`Connection::request`] gives it.
-    Ready,
-    /// Not enough bytes yet: park the connection until more arrive.
-    Incomplete,
-    /// The client closed the connection, or it failed.
+pub enum ReadStatus {
+    /// A whole request (head and body) is in memory: serve it.
+    Request,
+    /// Waiting for the client: more bytes are needed.
+    NeedInput,
+    /// Waiting for the server: the body may not take more memory until
+    /// the room callback allows it.
+    NeedRoom,
+    /// The client closed the connection between requests.
     Closed,
+}
+
+/// Why a request could not be read; answered by the engine, then the
+/// connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The head was refused.
+    Head(HeadError),
+    /// The body was refused.
+    Body(BodyError),
+}
+
+impl RequestError {
+    /// The error answer: status, stable code and message.
+    pub fn response(self) -> Response {
+        let (status, code, message) = match self {
+            Self::Head(error) => error.answer(),
+            Self::Body(error) => error.answer(),
+        };
+        Response::error(status, message, code)
+    }
 }
 
 /// Whether the server wants a connection kept open after a response.
@@ -36,48 +72,101 @@ pub enum KeepAlive {
     IfPipelined,
 }
 
-/// Memory a connection needs only while a worker serves it. Workers lend
-/// theirs to connections that hold none, so an idle connection costs no
-/// buffer at all.
+/// What [`Connection::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Everything queued is written.
+    All,
+    /// The socket took only part; the rest waits for it to drain.
+    Partial,
+}
+
+/// Memory a connection needs only while a request is under way. Lent
+/// from a pool, so an idle connection holds none. (Its read buffer is
+/// lent apart, by the reader alone, for just as long as it holds bytes.)
 #[derive(Debug, Default)]
 pub struct Buffers {
-    read: ReadBuffer,
     write: Vec<u8>,
     head: Head,
+    body: Vec<u8>,
 }
 
 impl Buffers {
-    fn is_idle(&self) -> bool {
-        self.read.is_empty() && self.write.is_empty()
+    /// Drops allocations a large request made, so a pooled buffer stays
+    /// small.
+    pub fn trim(&mut self) {
+        if self.body.capacity() > MAX_KEPT_CAPACITY {
+            self.body = Vec::new();
+        }
+        if self.write.capacity() > MAX_KEPT_CAPACITY {
+            self.write = Vec::new();
+        }
     }
+}
+
+/// How far the next request has been read.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Nothing of it yet.
+    Idle,
+    /// Part of its head.
+    Head,
+    /// Its head; the body is being read.
+    Body(BodyDecoder),
+    /// All of it: waiting to be served.
+    Ready,
 }
 
 /// One client connection.
 #[derive(Debug)]
 pub struct Connection {
-    transport: Transport,
+    stream: TcpStream,
+    read: ReadBuffer,
     buffers: Buffers,
-    body: BodyState,
+    /// Whether `buffers` were lent (until they are taken back idle).
+    lent: bool,
+    stage: Stage,
+    /// Bytes the body may hold, as allowed by the room callback.
+    body_room: u64,
+    continue_owed: bool,
+    /// Bytes of `buffers.write` already sent.
+    written: usize,
+    /// Bytes sent on this connection in all.
+    sent: u64,
     served: u32,
     /// When the first byte of the head being read arrived.
     head_started: Option<Instant>,
+    /// The socket may hold bytes not read yet (set by readiness, cleared
+    /// when a read finds the socket drained).
+    may_read: bool,
+    /// A response that closes the connection is queued: read no more.
+    closing: bool,
 }
 
 impl Connection {
     /// Wraps an accepted stream, which must be in non-blocking mode.
     pub fn new(stream: TcpStream) -> Self {
         Self {
-            transport: Transport::new(stream),
+            stream,
+            read: ReadBuffer::default(),
             buffers: Buffers::default(),
-            body: BodyState::default(),
+            lent: false,
+            stage: Stage::Idle,
+            body_room: 0,
+            continue_owed: false,
+            written: 0,
+            sent: 0,
             served: 0,
             head_started: None,
+            // Registering an edge-triggered socket reports what is there.
+            may_read: false,
+            closing: false,
         }
     }
 
     /// The socket, for registering with a poller.
     pub fn stream(&self) -> &TcpStream {
-        self.transport.stream()
+        &self.stream
     }
 
     /// How many responses have been queued on this connection.
@@ -90,71 +179,178 @@ impl Connection {
         self.head_started
     }
 
-    /// Swaps buffers with `spare` when this connection holds no data in
-    /// its own: call with a worker's spare buffers when a turn starts and
-    /// again when it ends.
-    pub fn exchange_buffers(&mut self, spare: &mut Buffers) {
-        if self.buffers.is_idle() {
-            std::mem::swap(&mut self.buffers, spare);
-        }
+    /// Tells the connection its socket became readable.
+    pub fn note_readable(&mut self) {
+        self.may_read = true;
     }
 
-    /// Parses a head from what is buffered, reading what the socket has
-    /// now if that is not enough. Never waits.
-    pub fn poll_head(&mut self, limits: &Limits) -> Result<HeadStatus, HeadError> {
-        loop {
-            if !self.buffers.read.is_empty() {
-                match head::parse(self.buffers.read.data(), limits, &mut self.buffers.head)? {
-                    Parsed::Complete(len) => {
-                        self.buffers.read.consume(len);
-                        self.head_started = None;
-                        let head = &self.buffers.head;
-                        self.body = BodyState::start(
-                            head.framing,
-                            head.expects_continue,
-                            limits.max_body_bytes,
-                            limits.body_timeout,
-                        );
-                        return Ok(HeadStatus::Ready);
-                    }
-                    Parsed::Partial => {
-                        self.head_started.get_or_insert_with(Instant::now);
-                    }
-                }
-            }
-            match self
-                .buffers
-                .read
-                .fill_now(&mut self.transport, limits.max_head_bytes)
-            {
-                Ok(Some(0)) => return Ok(HeadStatus::Closed),
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(HeadError::TooLarge),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(HeadStatus::Incomplete);
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Ok(HeadStatus::Closed),
-            }
-        }
+    /// Whether the socket may hold bytes not read yet.
+    pub fn may_read(&self) -> bool {
+        self.may_read
+    }
+
+    /// Whether a request's head has been read and its response is not
+    /// queued yet: a request in flight.
+    pub fn has_request(&self) -> bool {
+        matches!(self.stage, Stage::Body(_) | Stage::Ready)
+    }
+
+    /// Whether the request being read is in its body.
+    pub fn reading_body(&self) -> bool {
+        matches!(self.stage, Stage::Body(_))
+    }
+
+    /// Bytes of the body read so far.
+    pub fn body_received(&self) -> u64 {
+        self.buffers.body.len() as u64
+    }
+
+    /// Whether a response that closes the connection has been queued.
+    pub fn is_closing(&self) -> bool {
+        self.closing
     }
 
     /// Whether bytes of a next request are already buffered.
     pub fn has_buffered_input(&self) -> bool {
-        !self.buffers.read.is_empty()
+        !self.read.is_empty()
     }
 
-    /// The request whose head [`poll_head`](Self::poll_head) just parsed.
-    pub fn request(&mut self) -> Request<'_> {
-        Request {
-            head: &self.buffers.head,
-            body: Body {
-                transport: &mut self.transport,
-                buffer: &mut self.buffers.read,
-                output: &mut self.buffers.write,
-                state: &mut self.body,
-            },
+    /// Takes the connection's buffers when it holds nothing in them (to
+    /// give them back to a pool).
+    pub fn take_buffers(&mut self) -> Option<Buffers> {
+        let idle = self.lent
+            && matches!(self.stage, Stage::Idle)
+            && self.read.is_empty()
+            && self.buffers.write.is_empty();
+        idle.then(|| {
+            self.lent = false;
+            std::mem::take(&mut self.buffers)
+        })
+    }
+
+    /// Gives a connection that holds no buffers a set of (empty) ones.
+    pub fn lend_buffers(&mut self, take: impl FnOnce() -> Buffers) {
+        if !self.lent {
+            let mut lent = take();
+            // Output already queued (a refusal) stays, at the same offsets.
+            lent.write.append(&mut self.buffers.write);
+            self.buffers = lent;
+            self.lent = true;
         }
+    }
+
+    /// Gives the connection a read buffer if it has none, before a read.
+    pub(crate) fn lend_read_buffer(&mut self, take: impl FnOnce() -> ReadBuffer) {
+        if self.read.capacity() == 0 {
+            self.read = take();
+        }
+    }
+
+    /// Takes the read buffer back when it holds no bytes: a connection
+    /// whose request is whole needs none while it is served.
+    pub(crate) fn take_empty_read_buffer(&mut self) -> Option<ReadBuffer> {
+        (self.read.is_empty() && self.read.capacity() > 0).then(|| std::mem::take(&mut self.read))
+    }
+
+    /// Reads the next request as far as the bytes there are allow,
+    /// without waiting: the head (checked against `limits`), then the
+    /// whole body. Reads the socket only when `read_socket` is set and it
+    /// may have bytes. Before a body takes memory, `room(bytes)` is asked
+    /// for it (and must say yes); `100 Continue` is queued once the head
+    /// passed its checks and the body has room.
+    pub fn read(
+        &mut self,
+        limits: &Limits,
+        read_socket: bool,
+        room: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<ReadStatus, RequestError> {
+        if self.closing {
+            return Ok(ReadStatus::NeedInput);
+        }
+        loop {
+            match self.stage {
+                Stage::Ready => return Ok(ReadStatus::Request),
+                Stage::Idle | Stage::Head => {
+                    if !self.read.is_empty() {
+                        self.parse_head(limits).map_err(RequestError::Head)?;
+                        if matches!(self.stage, Stage::Body(_) | Stage::Ready) {
+                            continue;
+                        }
+                    }
+                }
+                Stage::Body(mut decoder) => {
+                    if self.body_received() >= self.body_room {
+                        let wanted = decoder.room_wanted(self.body_received(), CHUNKED_ROOM_STEP);
+                        if !room(wanted) {
+                            return Ok(ReadStatus::NeedRoom);
+                        }
+                        self.body_room += wanted;
+                    }
+                    if self.continue_owed {
+                        self.continue_owed = false;
+                        self.buffers.write.extend_from_slice(CONTINUE);
+                    }
+                    let decoded = decoder
+                        .advance(&mut self.read, &mut self.buffers.body, self.body_room)
+                        .map_err(RequestError::Body)?;
+                    self.stage = match decoded {
+                        Decoded::Complete => Stage::Ready,
+                        Decoded::NeedInput | Decoded::NeedRoom => Stage::Body(decoder),
+                    };
+                    if decoded != Decoded::NeedInput {
+                        continue;
+                    }
+                }
+            }
+            if !read_socket || !self.may_read {
+                return Ok(ReadStatus::NeedInput);
+            }
+            match self.read.fill_from(&self.stream, limits.max_head_bytes) {
+                Fill::Read { drained, .. } => self.may_read = !drained,
+                Fill::WouldBlock => {
+                    self.may_read = false;
+                    return Ok(ReadStatus::NeedInput);
+                }
+                // Unread bytes stay in the socket (`may_read` stays set).
+                Fill::Full => return Ok(ReadStatus::NeedInput),
+                Fill::Closed => {
+                    self.may_read = false;
+                    return match self.stage {
+                        Stage::Body(_) => Err(RequestError::Body(BodyError::Incomplete)),
+                        _ => Ok(ReadStatus::Closed),
+                    };
+                }
+            }
+        }
+    }
+
+    fn parse_head(&mut self, limits: &Limits) -> Result<(), HeadError> {
+        let buffers = &mut self.buffers;
+        match head::parse(self.read.data(), limits, &mut buffers.head)? {
+            Parsed::Complete(len) => {
+                self.read.consume(len);
+                buffers.body.clear();
+                self.head_started = None;
+                self.body_room = 0;
+                self.stage = match buffers.head.framing {
+                    Some(framing) => {
+                        self.continue_owed = buffers.head.expects_continue;
+                        Stage::Body(BodyDecoder::new(framing, limits.max_body_bytes))
+                    }
+                    None => Stage::Ready,
+                };
+            }
+            Parsed::Partial => {
+                self.head_started.get_or_insert_with(Instant::now);
+                self.stage = Stage::Head;
+            }
+        }
+        Ok(())
+    }
+
+    /// The request [`read`](Self::read) completed.
+    pub fn request(&self) -> Request<'_> {
+        Request::new(&self.buffers.head, &self.buffers.body)
     }
 
     /// Method of the request being served.
@@ -167,63 +363,72 @@ impl Connection {
         self.buffers.head.path()
     }
 
-    /// Queues the response to the request being served. The connection is
-    /// kept open only if `keep_alive` allows it, the client wants it, and
-    /// any body the handler left unread could be drained. Returns whether
-    /// it is kept open; if not, the response carries `Connection: close`.
+    /// Queues the response to the request read. The connection is kept
+    /// open only if `keep_alive` allows it and the client wants it.
+    /// Returns whether it is kept open; if not, the response carries
+    /// `Connection: close` and nothing more is read.
     pub fn respond(&mut self, response: &Response, keep_alive: KeepAlive) -> bool {
-        let mut request = self.request();
+        let head = &self.buffers.head;
         let reusable = keep_alive != KeepAlive::No
-            && request.head.client_keep_alive
-            && request.body.drain()
-            && (keep_alive == KeepAlive::Yes || !self.buffers.read.is_empty());
-        let head_only = self.buffers.head.method() == "HEAD";
-        let connection = match (reusable, self.buffers.head.version) {
+            && head.client_keep_alive
+            && (keep_alive == KeepAlive::Yes || !self.read.is_empty());
+        let connection = match (reusable, head.version) {
             (false, _) => ConnectionHeader::Close,
             (true, Some(Version::Http10)) => ConnectionHeader::KeepAlive,
             (true, _) => ConnectionHeader::None,
         };
+        let head_only = head.method() == "HEAD";
         response.write_to(&mut self.buffers.write, connection, head_only);
-        self.served += 1;
+        self.finish_request(!reusable);
         reusable
     }
 
     /// Queues a response with `Connection: close`, for a request that could
-    /// not be parsed or will not be served.
+    /// not be read or will not be served.
     pub fn respond_and_close(&mut self, response: &Response) {
         response.write_to(&mut self.buffers.write, ConnectionHeader::Close, false);
+        self.finish_request(true);
+    }
+
+    fn finish_request(&mut self, close: bool) {
         self.served += 1;
+        self.stage = Stage::Idle;
+        self.continue_owed = false;
+        self.body_room = 0;
+        self.buffers.body.clear();
+        self.closing |= close;
     }
 
     /// Bytes of responses queued and not written yet.
     pub fn pending_output(&self) -> usize {
-        self.buffers.write.len()
+        self.buffers.write.len() - self.written
     }
 
-    /// Writes every queued response, waiting at most `write_timeout`.
-    pub fn flush(&mut self, limits: &Limits) -> io::Result<()> {
-        if self.buffers.write.is_empty() {
-            return Ok(());
+    /// Bytes sent on this connection so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Writes what the socket takes of the queued responses, never
+    /// waiting.
+    pub fn write(&mut self) -> io::Result<Written> {
+        while self.written < self.buffers.write.len() {
+            match (&self.stream).write(&self.buffers.write[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(count) => {
+                    self.written += count;
+                    self.sent += count as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Written::Partial);
+                }
+                Err(error) => return Err(error),
+            }
         }
-        let deadline = Instant::now() + limits.write_timeout;
-        let result = self
-            .transport
-            .write_all_until(&self.buffers.write, deadline);
         self.buffers.write.clear();
-        result
-    }
-
-    /// Writes what the socket takes now of the queued responses, never
-    /// waiting, and drops the rest: for short final answers from threads
-    /// that must not block.
-    pub fn flush_now(&mut self) {
-        let _ = self.transport.write_now(&self.buffers.write);
-        self.buffers.write.clear();
-    }
-
-    /// Makes the connection ready to be parked on a poller.
-    pub fn prepare_to_park(&mut self) -> io::Result<()> {
-        self.transport.make_nonblocking()
+        self.written = 0;
+        Ok(Written::All)
     }
 
     /// Reads and throws away what the client sends, while the connection
@@ -231,10 +436,13 @@ impl Connection {
     pub fn discard_input(&mut self) -> io::Result<bool> {
         let mut scratch = [0u8; 4 * 1024];
         loop {
-            match self.transport.read_now(&mut scratch) {
+            match io::Read::read(&mut &self.stream, &mut scratch) {
                 Ok(0) => return Ok(true),
                 Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.may_read = false;
+                    return Ok(false);
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
@@ -245,12 +453,38 @@ impl Connection {
     /// the socket), without waiting and without consuming them.
     pub fn has_input_waiting(&self) -> bool {
         let mut byte = [0u8; 1];
-        self.has_buffered_input() || matches!(self.transport.stream().peek(&mut byte), Ok(1))
+        self.has_buffered_input() || matches!(self.stream.peek(&mut byte), Ok(1))
+    }
+
+    /// Bytes of responses the kernel still holds for this connection (sent
+    /// but not yet acknowledged by the client, or not sent yet), where the
+    /// system can tell.
+    pub fn unacknowledged_output(&self) -> Option<u32> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut queued: libc::c_int = 0;
+            // SAFETY: the descriptor is this connection's open socket, and
+            // TIOCOUTQ (SIOCOUTQ) writes one c_int through the pointer,
+            // which points to a local of that type.
+            #[allow(unsafe_code)]
+            let done = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+            (done == 0).then(|| u32::try_from(queued).unwrap_or(0))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// Makes closing the connection reset it (RST) instead of sending what
+    /// the kernel still holds of it: for a connection given up on, so its
+    /// memory is freed at once.
+    pub fn reset_on_close(&self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
     }
 
     /// Sends FIN after the last response, so the client reads it before
     /// the connection is closed.
     pub fn shutdown_write(&self) {
-        let _ = self.transport.stream().shutdown(std::net::Shutdown::Write);
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 }

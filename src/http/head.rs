@@ -319,7 +319,6 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn limits() -> Limits {
         Limits {
@@ -327,8 +326,6 @@ mod tests {
             max_headers: 8,
             max_uri_bytes: 64,
             max_body_bytes: 1000,
-            body_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
         }
     }
 

@@ -1,11 +1,10 @@
-//! Limits on what one client may make the engine read, hold or wait for.
-
-use std::time::Duration;
+//! Limits on what one client may make the engine read or hold.
 
 /// Bounds applied to every request on every connection.
 ///
 /// The server builds one from its `Config`; the engine never reads the
-/// configuration itself.
+/// configuration itself. (Time limits are the server's: it is the one
+/// that waits.)
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request head (request line and headers), in bytes.
@@ -16,10 +15,6 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Largest request body, in bytes, after chunked decoding.
     pub max_body_bytes: u64,
-    /// Time allowed to read a whole request body, from its head.
-    pub body_timeout: Duration,
-    /// Time allowed to write one batch of responses.
-    pub write_timeout: Duration,
 }
 
 /// The most header fields any configuration may allow: the parser keeps

@@ -1,9 +1,11 @@
 //! The HTTP/1.1 engine: request heads, body framing, responses and
 //! keep-alive rules, on `httparse`, with strict limits.
 //!
-//! It knows nothing of the application or of shutdown: the server drives a
-//! [`Connection`] step by step and decides, per request, whether to keep the
-//! connection alive.
+//! It knows nothing of the application, of threads or of shutdown, and it
+//! never waits: the server tells a [`Connection`] to read what its socket
+//! has ([`Connection::read`], head then the whole body into memory) and to
+//! write what it can ([`Connection::write`]), and decides, per request,
+//! whether to keep the connection alive.
 
 mod body;
 mod buffer;
@@ -13,10 +15,10 @@ mod head;
 mod limits;
 mod request;
 mod response;
-mod transport;
 
 pub use body::BodyError;
-pub use connection::{Buffers, Connection, HeadStatus, KeepAlive};
+pub(crate) use buffer::ReadBuffer;
+pub use connection::{Buffers, Connection, KeepAlive, ReadStatus, RequestError, Written};
 pub use head::HeadError;
 pub use limits::{Limits, MAX_HEADERS_CEILING};
 pub use request::Request;

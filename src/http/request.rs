@@ -1,20 +1,31 @@
-//! The request a handler sees: its head, and its body read on demand.
+//! The request a handler sees: its head, and its body, read whole before
+//! the handler runs.
 
 use std::io;
 
-use super::body::{Body, BodyError};
+use super::body::BodyError;
 use super::head::Head;
 
-/// One request. The head is parsed; the body is read from the connection
-/// only when the handler asks for it (which is also when `100 Continue` is
-/// sent to a client that expects it).
+/// One request, complete in memory: the engine read the head and the
+/// whole body (decoded, if it was chunked) before calling the handler, so
+/// reading the body never waits on the client.
 #[derive(Debug)]
 pub struct Request<'c> {
-    pub(crate) head: &'c Head,
-    pub(crate) body: Body<'c>,
+    head: &'c Head,
+    body: &'c [u8],
+    /// Bytes of `body` already handed out by `read_body`.
+    read: usize,
 }
 
-impl Request<'_> {
+impl<'c> Request<'c> {
+    pub(crate) fn new(head: &'c Head, body: &'c [u8]) -> Self {
+        Self {
+            head,
+            body,
+            read: 0,
+        }
+    }
+
     /// The method, such as `GET`.
     pub fn method(&self) -> &str {
         self.head.method()
@@ -50,26 +61,33 @@ impl Request<'_> {
         self.head.headers()
     }
 
-    /// Reads body bytes into `out`; `Ok(0)` at the end of the body.
-    pub fn read_body(&mut self, out: &mut [u8]) -> Result<usize, BodyError> {
-        self.body.read(out)
+    /// The whole body (empty when the request has none).
+    pub fn body(&self) -> &'c [u8] {
+        self.body
     }
 
-    /// Reads the whole body into memory (at most `max_body_bytes`).
+    /// Reads body bytes into `out`; `Ok(0)` at the end of the body. The
+    /// body is in memory already, so this never waits and never fails; the
+    /// `Result` is kept so that handlers written against a streaming body
+    /// keep working.
+    pub fn read_body(&mut self, out: &mut [u8]) -> Result<usize, BodyError> {
+        let rest = &self.body[self.read..];
+        let count = rest.len().min(out.len());
+        out[..count].copy_from_slice(&rest[..count]);
+        self.read += count;
+        Ok(count)
+    }
+
+    /// The body not read yet by [`read_body`](Self::read_body), copied.
     pub fn body_to_vec(&mut self) -> Result<Vec<u8>, BodyError> {
-        let mut body = Vec::new();
-        let mut chunk = [0u8; 8 * 1024];
-        loop {
-            match self.body.read(&mut chunk)? {
-                0 => return Ok(body),
-                count => body.extend_from_slice(&chunk[..count]),
-            }
-        }
+        let rest = self.body[self.read..].to_vec();
+        self.read = self.body.len();
+        Ok(rest)
     }
 }
 
 impl io::Read for Request<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.body.read(out).map_err(io::Error::from)
+        self.read_body(out).map_err(io::Error::other)
     }
 }

@@ -144,7 +144,8 @@ pub(crate) fn run(
     phases.total_ms = millis(started.elapsed());
     log::info!("shutdown: workers stopped; exiting");
 
-    let (outcome, exit_code) = ShutdownReport::outcome_of(drained, &hooks);
+    let failed_thread = lifecycle.failed_thread.get().copied();
+    let (outcome, exit_code) = ShutdownReport::outcome_of(failed_thread, drained, &hooks);
     ShutdownReport {
         trigger: trigger.name(),
         outcome,
@@ -156,6 +157,7 @@ pub(crate) fn run(
         requests_abandoned: abandoned.len(),
         requests_refused_503: lifecycle.refused.load(Ordering::Relaxed),
         connections_closed_idle: lifecycle.closed_idle.load(Ordering::Relaxed),
+        failed_thread,
         abandoned,
         hooks,
     }

@@ -14,6 +14,10 @@ pub const EXIT_DRAIN_TIMED_OUT: u8 = 3;
 /// Exit code: the drain finished but a cleanup hook failed, panicked or
 /// timed out.
 pub const EXIT_CLEANUP_FAILED: u8 = 4;
+/// Exit code: a thread the server cannot run without (the acceptor or the
+/// poller) died; the report's `failed_thread` names it. The server shut
+/// down as gracefully as it still could.
+pub const EXIT_THREAD_DIED: u8 = 5;
 /// Exit codes 128 + signal number mean a second signal forced the exit
 /// (143 for SIGTERM, 130 for SIGINT); no report is written then.
 pub const EXIT_FORCED_BASE: u8 = 128;
@@ -52,7 +56,7 @@ pub struct PhaseDurations {
 pub struct ShutdownReport {
     /// `SIGTERM`, `SIGINT` or `handle`.
     pub trigger: String,
-    /// `clean`, `drain_timed_out` or `cleanup_failed`.
+    /// `clean`, `drain_timed_out`, `cleanup_failed` or `thread_died`.
     pub outcome: &'static str,
     /// The process exit code this outcome maps to.
     pub exit_code: u8,
@@ -73,6 +77,8 @@ pub struct ShutdownReport {
     pub requests_refused_503: u64,
     /// Idle keep-alive connections closed at last call.
     pub connections_closed_idle: u64,
+    /// The thread whose death ended the process, if one did.
+    pub failed_thread: Option<&'static str>,
     /// The abandoned requests themselves.
     pub abandoned: Vec<AbandonedRequest>,
     /// Each cleanup hook, in the order it ran.
@@ -81,8 +87,14 @@ pub struct ShutdownReport {
 
 impl ShutdownReport {
     /// The outcome and exit code for a drain result and hook reports.
-    pub(crate) fn outcome_of(drained: bool, hooks: &[HookReport]) -> (&'static str, u8) {
-        if !drained {
+    pub(crate) fn outcome_of(
+        failed_thread: Option<&str>,
+        drained: bool,
+        hooks: &[HookReport],
+    ) -> (&'static str, u8) {
+        if failed_thread.is_some() {
+            ("thread_died", EXIT_THREAD_DIED)
+        } else if !drained {
             ("drain_timed_out", EXIT_DRAIN_TIMED_OUT)
         } else if hooks.iter().any(|hook| hook.outcome != HookOutcome::Ok) {
             ("cleanup_failed", EXIT_CLEANUP_FAILED)

@@ -56,6 +56,8 @@ pub enum Trigger {
     Signal(i32),
     /// [`ShutdownHandle::shutdown`].
     Handle,
+    /// A thread the server cannot run without died (by its name).
+    ThreadDied(&'static str),
 }
 
 impl Trigger {
@@ -66,6 +68,7 @@ impl Trigger {
             Self::Signal(2) => "SIGINT".into(),
             Self::Signal(number) => format!("signal {number}"),
             Self::Handle => "handle".into(),
+            Self::ThreadDied(thread) => format!("{thread} thread died"),
         }
     }
 }
@@ -99,15 +102,20 @@ pub struct Lifecycle {
     /// poller (Relaxed: a plain count).
     pub(crate) closed_idle: AtomicU64,
     /// Request heads fully received since start: added to by the thread
-    /// that parses a head (a worker), read by the coordinator for the
-    /// report (Relaxed: a plain count that orders nothing).
+    /// that parses a head (the poller, or a worker for a pipelined one),
+    /// read by the coordinator for the report (Relaxed: a plain count that
+    /// orders nothing).
     pub(crate) requests_received: AtomicU64,
     /// Responses to those requests written to their last byte since start:
-    /// added to by the thread that finishes the write (a worker), read by
-    /// the coordinator for the report after the workers stopped (Relaxed: a
-    /// plain count). Short of `requests_received` only by requests
-    /// abandoned at the deadline or whose client could not be written to.
+    /// added to by the thread that finishes the write (a worker or the
+    /// poller), read by the coordinator for the report after the threads
+    /// stopped (Relaxed: a plain count). Short of `requests_received` only
+    /// by requests abandoned at the deadline or whose client could not be
+    /// written to.
     pub(crate) responses_written: AtomicU64,
+    /// The first supervised thread that died: set once by that thread as
+    /// it unwinds; read by the coordinator for the report.
+    pub(crate) failed_thread: OnceLock<&'static str>,
     pub(crate) cleanup: Cleanup,
 }
 
@@ -125,6 +133,7 @@ impl Lifecycle {
             closed_idle: AtomicU64::new(0),
             requests_received: AtomicU64::new(0),
             responses_written: AtomicU64::new(0),
+            failed_thread: OnceLock::new(),
             cleanup: Cleanup::default(),
         })
     }
@@ -166,6 +175,12 @@ impl Lifecycle {
             *slot = Some(trigger);
             self.triggered.notify_all();
         }
+    }
+
+    /// Records that a supervised thread died and starts the shutdown.
+    pub(crate) fn thread_died(&self, thread: &'static str) {
+        let _ = self.failed_thread.set(thread);
+        self.trigger(Trigger::ThreadDied(thread));
     }
 
     /// Blocks until a shutdown is triggered.

@@ -1,36 +1,41 @@
-//! The acceptor thread: owns the listener, enforces `max_connections`,
-//! hands accepted sockets to the registry, survives accept errors, and at
+//! The acceptor thread: owns the listener, enforces `max_connections`
+//! (reclaiming the longest-idle keep-alive connection first), hands
+//! accepted sockets to the registry, survives accept errors, and at
 //! shutdown accepts the backlog before it closes the listener.
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use polling::{Event, Events, Poller};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::Stats;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
-use super::registry::{Registry, Wait};
+use super::registry::{Next, Registry};
 use crate::http::{Connection, Response, StatusCode};
 use crate::lifecycle::Lifecycle;
 
-/// Key of the listener on the acceptor's own poller.
-const LISTENER_KEY: usize = 0;
+/// Token of the listener on the acceptor's own poll.
+const LISTENER: Token = Token(0);
+/// Token of the waker that tells the acceptor to stop.
+const STOP: Token = Token(1);
 /// Pause after an accept error such as EMFILE (out of file descriptors):
-/// the listener stays readable, so retrying at once would spin. Short, so
-/// service resumes soon after descriptors free up.
+/// the backlog is not drained then, so no new readiness edge would come;
+/// the acceptor retries after this. Short, so service resumes soon after
+/// descriptors free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The running acceptor thread.
 #[derive(Debug)]
 pub(crate) struct Acceptor {
     thread: JoinHandle<()>,
-    poller: Arc<Poller>,
+    waker: Arc<Waker>,
     stop: Arc<OnceLock<Instant>>,
 }
 
@@ -41,6 +46,16 @@ struct Admission {
     max_connections: usize,
     over_capacity: RateLimitedWarning,
     accept_failed: RateLimitedWarning,
+    panic_for_test: bool,
+}
+
+/// How a round of accepts ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Accepted {
+    /// The backlog is empty: wait for the next readiness.
+    Drained(usize),
+    /// An accept failed for lack of resources: retry after the backoff.
+    Backoff(usize),
 }
 
 impl Acceptor {
@@ -50,14 +65,15 @@ impl Acceptor {
         lifecycle: Arc<Lifecycle>,
         stats: Arc<Stats>,
         max_connections: usize,
+        panic_for_test: bool,
     ) -> io::Result<Self> {
-        let poller = Arc::new(Poller::new()?);
-        // SAFETY: the listener is deleted from this poller before it is
-        // dropped, at the end of `run`.
-        #[allow(unsafe_code)]
-        unsafe {
-            poller.add(&listener, Event::readable(LISTENER_KEY))?;
-        }
+        let mut poll = Poll::new()?;
+        poll.registry().register(
+            &mut SourceFd(&listener.as_raw_fd()),
+            LISTENER,
+            Interest::READABLE,
+        )?;
+        let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let stop = Arc::new(OnceLock::new());
         let mut admission = Admission {
             registry,
@@ -66,17 +82,21 @@ impl Acceptor {
             max_connections,
             over_capacity: RateLimitedWarning::default(),
             accept_failed: RateLimitedWarning::default(),
+            panic_for_test,
         };
         let thread = {
-            let poller = Arc::clone(&poller);
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || run(&listener, &poller, &stop, &mut admission))?
+                .spawn(move || {
+                    let lifecycle = Arc::clone(&admission.lifecycle);
+                    let _supervised = super::Supervised::new("acceptor", &lifecycle);
+                    run(&listener, &mut poll, &stop, &mut admission);
+                })?
         };
         Ok(Self {
             thread,
-            poller,
+            waker,
             stop,
         })
     }
@@ -87,7 +107,7 @@ impl Acceptor {
     /// connect is refused.
     pub(crate) fn stop_accepting(self, until: Instant) {
         let _ = self.stop.set(until);
-        let _ = self.poller.notify();
+        let _ = self.waker.wake();
         if self.thread.join().is_err() {
             log::error!("the acceptor thread panicked");
         }
@@ -96,30 +116,32 @@ impl Acceptor {
 
 fn run(
     listener: &TcpListener,
-    poller: &Poller,
+    poll: &mut Poll,
     stop: &OnceLock<Instant>,
     admission: &mut Admission,
 ) {
-    let mut events = Events::new();
+    let mut events = Events::with_capacity(8);
+    let mut backoff = None;
     loop {
-        events.clear();
-        if let Err(error) = poller.wait(&mut events, None) {
+        if let Err(error) = poll.poll(&mut events, backoff) {
             if error.kind() != io::ErrorKind::Interrupted {
                 log::error!("acceptor: waiting for connections failed: {error}");
             }
         }
         if let Some(until) = stop.get() {
-            let admitted = admit_the_rest(listener, poller, *until, admission);
-            let _ = poller.delete(listener);
+            let admitted = admit_the_rest(listener, poll, *until, admission);
+            let _ = poll
+                .registry()
+                .deregister(&mut SourceFd(&listener.as_raw_fd()));
             log::info!(
                 "acceptor: admitted {admitted} connections from the backlog; listener closed"
             );
             return;
         }
-        accept_all(listener, admission);
-        if let Err(error) = poller.modify(listener, Event::readable(LISTENER_KEY)) {
-            log::error!("acceptor: re-arming the listener failed: {error}");
-        }
+        backoff = match accept_all(listener, admission) {
+            Accepted::Drained(_) => None,
+            Accepted::Backoff(_) => Some(ACCEPT_BACKOFF),
+        };
     }
 }
 
@@ -128,42 +150,47 @@ fn run(
 /// is left or `until` passes. Returns how many were accepted.
 fn admit_the_rest(
     listener: &TcpListener,
-    poller: &Poller,
+    poll: &mut Poll,
     until: Instant,
     admission: &mut Admission,
 ) -> usize {
     listener::stop_admitting(listener);
-    let mut events = Events::new();
+    let mut events = Events::with_capacity(8);
     let mut admitted = 0;
     loop {
         // Counted before the accepts: no new handshake starts once the
         // filter is on, so when none was half-open here, every one that
         // completed is in the queue these accepts empty.
         let half_open = listener::half_open_handshakes(listener);
-        admitted += accept_all(listener, admission);
+        let (accepted, wait) = match accept_all(listener, admission) {
+            Accepted::Drained(accepted) => (accepted, None),
+            Accepted::Backoff(accepted) => (accepted, Some(ACCEPT_BACKOFF)),
+        };
+        admitted += accepted;
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || half_open == 0 {
+        if left.is_zero() || (half_open == 0 && wait.is_none()) {
             return admitted;
         }
-        events.clear();
-        let _ = poller.modify(listener, Event::readable(LISTENER_KEY));
-        let _ = poller.wait(&mut events, Some(left));
+        let _ = poll.poll(&mut events, Some(wait.unwrap_or(left).min(left)));
     }
 }
 
-/// Accepts until the backlog is empty; returns how many were accepted.
-/// On a resource error (EMFILE and the like) logs it, backs off and
-/// returns; the caller re-arms the listener and comes back.
-fn accept_all(listener: &TcpListener, admission: &mut Admission) -> usize {
+/// Accepts until the backlog is empty, or an accept fails for lack of
+/// resources (EMFILE and the like: logged, then the caller backs off).
+fn accept_all(listener: &TcpListener, admission: &mut Admission) -> Accepted {
     let mut accepted = 0;
     loop {
         match listener::accept(listener) {
             Ok(stream) => {
+                assert!(
+                    !admission.panic_for_test,
+                    "the acceptor panics, as the test asked"
+                );
                 accepted += 1;
                 admit(stream, admission);
             }
             Err(error) => match error.kind() {
-                io::ErrorKind::WouldBlock => return accepted,
+                io::ErrorKind::WouldBlock => return Accepted::Drained(accepted),
                 io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                 _ => {
                     admission
@@ -176,8 +203,7 @@ fn accept_all(listener: &TcpListener, admission: &mut Admission) -> usize {
                             ACCEPT_BACKOFF.as_millis()
                         )
                     });
-                    std::thread::sleep(ACCEPT_BACKOFF);
-                    return accepted;
+                    return Accepted::Backoff(accepted);
                 }
             },
         }
@@ -187,36 +213,37 @@ fn accept_all(listener: &TcpListener, admission: &mut Admission) -> usize {
 fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
     let open = admission.lifecycle.connections.enter();
     let mut http = Connection::new(stream);
-    let wait = if admission.lifecycle.connections.count() > admission.max_connections {
+    let over_capacity = admission.lifecycle.connections.count() > admission.max_connections
+        && !admission.registry.close_longest_idle();
+    let next = if over_capacity {
         admission
             .stats
             .over_capacity
             .fetch_add(1, Ordering::Relaxed);
         let max = admission.max_connections;
-        admission
-            .over_capacity
-            .warn(|| format!("refused a connection with 503: {max} are open (max_connections)"));
-        http.respond_and_close(
-            &Response::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many connections",
-                "DRYAD-SYS-5002",
-            )
-            .with_header("Retry-After", "1"),
-        );
-        http.flush_now();
-        http.shutdown_write();
+        admission.over_capacity.warn(|| {
+            format!("refused a connection with 503: {max} are open (max_connections), none idle")
+        });
+        let refusal = Response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections",
+            "DRYAD-SYS-5002",
+        )
+        .with_header("Retry-After", "1");
         // Lingering keeps a descriptor for up to two seconds per refusal;
         // under a flood, past this many registered connections a refused
-        // one is closed at once instead, so descriptors stay bounded.
+        // one is answered with what the socket takes and closed at once
+        // instead, so descriptors stay bounded.
         if admission.registry.registered() >= admission.max_connections.saturating_mul(2) {
+            http.respond_and_close(&refusal);
+            let _ = http.write();
             return;
         }
-        Wait::Linger
+        Next::Refuse(refusal)
     } else {
-        Wait::Idle
+        Next::Wait
     };
-    if let Err(error) = admission.registry.insert(http, open, wait) {
+    if let Err(error) = admission.registry.insert(http, open, next) {
         log::error!("acceptor: registering a connection failed: {error}");
     }
 }

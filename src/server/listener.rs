@@ -8,6 +8,13 @@ use socket2::{Domain, Socket, Type};
 
 /// Connections the kernel may complete before they are accepted.
 const BACKLOG: i32 = 1024;
+/// Bytes of responses a connection's socket may hold that have not been
+/// sent yet (`TCP_NOTSENT_LOWAT`; what is in flight comes on top). Without
+/// it the kernel takes up to 4 MiB per socket at once, and a client that
+/// reads slowly holds that memory out of the server's sight; with it, the
+/// rest stays with the poller, which applies the minimum write rate.
+#[cfg(target_os = "linux")]
+const UNSENT_LOW_WATER: u32 = 64 * 1024;
 
 /// Binds and listens on `addr`, in non-blocking mode.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -17,6 +24,12 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    // Accepted sockets inherit these on Linux: no setsockopt per accept.
+    #[cfg(target_os = "linux")]
+    {
+        socket.set_tcp_nodelay(true)?;
+        socket.set_tcp_notsent_lowat(UNSENT_LOW_WATER)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
@@ -24,7 +37,8 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Accepts one connection, non-blocking and close-on-exec, with
-/// `TCP_NODELAY` (responses are written whole, so Nagle only adds delay).
+/// `TCP_NODELAY` (responses are written whole, so Nagle only adds delay;
+/// on Linux it comes from the listener).
 pub(crate) fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
     #[cfg(target_os = "linux")]
     let stream: TcpStream = socket2::SockRef::from(listener)
@@ -35,9 +49,9 @@ pub(crate) fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
     let stream = {
         let (stream, _) = listener.accept()?;
         stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
         stream
     };
-    stream.set_nodelay(true)?;
     Ok(stream)
 }
 

@@ -3,6 +3,8 @@
 //! the shutdown sequence that concern them.
 
 mod acceptor;
+mod budget;
+mod conn;
 mod listener;
 mod log_limit;
 mod poller;
@@ -11,6 +13,7 @@ mod worker;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -23,8 +26,13 @@ use crate::http::{Request, Response};
 use crate::lifecycle::coordinator::{self, Drain, Timeouts};
 use crate::lifecycle::{AbandonedRequest, Lifecycle, ShutdownHandle, ShutdownReport};
 use acceptor::Acceptor;
-use registry::{Conn, Registry};
+use budget::Budget;
+use conn::Conn;
+use registry::{Next, Registry};
 use worker::{RunningSlot, WorkerContext};
+
+pub(crate) use conn::Rates;
+pub(crate) use registry::Timeouts as ClientTimeouts;
 
 /// Answers requests. Implemented for every
 /// `Fn(&mut Request) -> Response + Send + Sync + 'static`.
@@ -62,16 +70,47 @@ pub struct Stats {
     pub over_capacity: AtomicU64,
     /// Requests refused with 503 because the worker queue was full.
     pub overloaded: AtomicU64,
-    /// Connections closed because a head did not arrive in time.
-    pub header_timeouts: AtomicU64,
+    /// Idle keep-alive connections closed to admit a new one at
+    /// `max_connections`.
+    pub reclaimed_idle: AtomicU64,
     /// The worker queue, once the server runs.
-    queue: std::sync::OnceLock<Receiver<Box<Conn>>>,
+    queue: OnceLock<Receiver<Box<Conn>>>,
+    /// The memory budget, once the server runs.
+    budget: OnceLock<Arc<Budget>>,
 }
 
 impl Stats {
     /// Connections waiting in the queue for a worker.
     pub fn queue_depth(&self) -> usize {
         self.queue.get().map_or(0, Receiver::len)
+    }
+
+    /// Bytes of request bodies and unwritten responses held now (reserved
+    /// from `max_buffered_bytes`).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.budget.get().map_or(0, |budget| budget.used())
+    }
+}
+
+/// Marks a thread the server cannot run without: if it unwinds, the
+/// server shuts down, and the report names it.
+struct Supervised<'a> {
+    name: &'static str,
+    lifecycle: &'a Lifecycle,
+}
+
+impl<'a> Supervised<'a> {
+    fn new(name: &'static str, lifecycle: &'a Lifecycle) -> Self {
+        Self { name, lifecycle }
+    }
+}
+
+impl Drop for Supervised<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            log::error!("the {} thread died; shutting down", self.name);
+            self.lifecycle.thread_died(self.name);
+        }
     }
 }
 
@@ -141,11 +180,18 @@ impl Server {
             lifecycle,
             stats,
         } = self;
-        let registry = Arc::new(
-            Registry::new(config.idle_timeout, config.header_timeout).map_err(Error::Spawn)?,
-        );
         let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
         let _ = stats.queue.set(queue_rx.clone());
+        let (registry, poll) = Registry::new(
+            config.registry_timeouts(),
+            config.max_buffered_bytes,
+            queue_tx,
+            Arc::clone(&lifecycle),
+            Arc::clone(&stats),
+        )
+        .map_err(Error::Spawn)?;
+        let registry = Arc::new(registry);
+        let _ = stats.budget.set(Arc::clone(&registry.budget));
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<usize>();
         let running: Arc<[RunningSlot]> = (0..config.workers)
             .map(|_| RunningSlot::default())
@@ -179,10 +225,14 @@ impl Server {
         let poller = {
             let registry = Arc::clone(&registry);
             let lifecycle = Arc::clone(&lifecycle);
-            let stats = Arc::clone(&stats);
+            let limits = config.limits();
+            let panic_for_test = config.test_panic_thread.as_deref() == Some("poller");
             std::thread::Builder::new()
                 .name("poller".into())
-                .spawn(move || poller::run(&registry, queue_tx, &lifecycle, &stats))
+                .spawn(move || {
+                    let _supervised = Supervised::new("poller", &lifecycle);
+                    poller::run(poll, &registry, &limits, &lifecycle, panic_for_test);
+                })
                 .map_err(Error::Spawn)?
         };
         let mut threads = Threads {
@@ -201,6 +251,7 @@ impl Server {
             Arc::clone(&lifecycle),
             Arc::clone(&stats),
             config.max_connections,
+            config.test_panic_thread.as_deref() == Some("acceptor"),
         ) {
             Ok(acceptor) => threads.acceptor = Some(acceptor),
             Err(error) => {
@@ -259,12 +310,14 @@ impl Drain for Threads {
 
     fn refuse_queued(&mut self) -> u64 {
         let mut refused = 0;
-        while let Ok(mut conn) = self.queue.try_recv() {
+        while let Ok(conn) = self.queue.try_recv() {
             refused += 1;
-            conn.http.respond_and_close(&worker::shutting_down());
-            conn.http.flush_now();
-            conn.http.shutdown_write();
-            self.registry.linger(conn);
+            if let Some(conn) = self
+                .registry
+                .transition(conn, Next::Refuse(registry::shutting_down()))
+            {
+                self.registry.transition(conn, Next::Poll);
+            }
         }
         refused
     }
@@ -274,21 +327,9 @@ impl Drain for Threads {
     }
 
     fn stop(&mut self, abandoned: &[usize], deadline: Instant) {
-        self.registry.request_stop();
-        if let Some(poller) = self.poller.take() {
-            if poller.join().is_err() {
-                log::error!("the poller thread panicked");
-            }
-        }
-        let refused = self.refuse_queued();
-        if refused > 0 {
-            self.lifecycle
-                .refused
-                .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
-        }
-        // The poller is gone: what was parked since (refused or lingering
-        // connections) is closed here, deregistered first.
-        self.registry.close_all_parked();
+        // The workers finish what is queued and exit; the poller outlives
+        // them, so output they hand back is written.
+        self.registry.close_queue();
         let mut exited = vec![false; self.workers.len()];
         let waiting_for =
             |exited: &[bool]| (0..exited.len()).any(|id| !exited[id] && !abandoned.contains(&id));
@@ -307,5 +348,19 @@ impl Drain for Threads {
                 log::warn!("worker {id} is still running; not waiting for it");
             }
         }
+        let refused = self.refuse_queued();
+        if refused > 0 {
+            self.lifecycle
+                .refused
+                .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.registry.request_stop();
+        if let Some(poller) = self.poller.take() {
+            if poller.join().is_err() {
+                log::error!("the poller thread panicked");
+            }
+        }
+        // The poller is gone: what was parked since is closed here.
+        self.registry.close_all_parked();
     }
 }

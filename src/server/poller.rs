@@ -1,35 +1,52 @@
-//! The readiness poller thread: waits on every parked connection at once,
-//! hands the ready ones to the workers through the bounded queue, lets
-//! lingering ones finish, and closes those whose time ran out.
+//! The readiness poller thread: owns every wait on a client. It reads
+//! heads and whole bodies, finishes writes the workers could not, lets
+//! lingering connections finish, queues complete requests for the
+//! workers, and answers or closes those whose time ran out.
+//!
+//! Readiness is edge-triggered: each socket is registered once, and a
+//! request whose bytes are all there costs one read here.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
-use polling::Events;
+use mio::Events;
 
-use super::Stats;
-use super::log_limit::RateLimitedWarning;
-use super::registry::{Conn, Ready, Registry, Wait};
-use crate::http::{Response, StatusCode};
+use super::conn::Conn;
+use super::registry::{Expired, Next, Registry, State, WAKER};
+use crate::http::{BodyError, Limits, ReadBuffer, RequestError, Response, StatusCode};
 use crate::lifecycle::Lifecycle;
 
+/// Most readiness events taken per wake-up.
+const EVENTS_CAPACITY: usize = 1024;
+/// Read buffers kept for reuse. A connection holds one only while it has
+/// bytes not consumed yet: the poller lends one before it reads and takes
+/// it back when the bytes are all parsed, so queued requests, requests
+/// being served and idle connections hold none.
+const SPARE_READ_BUFFERS: usize = 64;
+/// A read buffer that grew past this (a large head) is not kept.
+const MAX_KEPT_READ_BUFFER: usize = 64 * 1024;
+
 /// Runs until the registry is asked to stop; then closes every parked
-/// connection and returns, dropping `queue` so the workers finish.
+/// connection and returns.
 pub(crate) fn run(
+    mut poll: mio::Poll,
     registry: &Registry,
-    queue: Sender<Box<Conn>>,
+    limits: &Limits,
     lifecycle: &Lifecycle,
-    stats: &Stats,
+    panic_for_test: bool,
 ) {
-    let mut events = Events::new();
-    let mut overloaded = RateLimitedWarning::default();
+    let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let mut driver = Driver {
+        registry,
+        limits,
+        lifecycle,
+        spare_reads: Vec::with_capacity(SPARE_READ_BUFFERS),
+    };
     loop {
-        events.clear();
         let timeout = registry
             .next_deadline()
             .map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        if let Err(error) = registry.poller.wait(&mut events, timeout) {
+        if let Err(error) = poll.poll(&mut events, timeout) {
             if error.kind() != std::io::ErrorKind::Interrupted {
                 log::error!("poller: wait failed: {error}");
             }
@@ -38,82 +55,99 @@ pub(crate) fn run(
             break;
         }
         for event in events.iter() {
-            match registry.take_ready(event.key) {
-                Some(Ready::Serve(conn)) => {
-                    dispatch(registry, &queue, conn, stats, &mut overloaded)
-                }
-                Some(Ready::Linger(conn)) => registry.linger(conn),
-                None => {}
+            if event.token() == WAKER {
+                continue;
+            }
+            assert!(!panic_for_test, "the poller panics, as the test asked");
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            let writable = event.is_writable() || event.is_write_closed();
+            if let Some(conn) = registry.ready(event.token().0, readable, writable) {
+                driver.drive(conn);
             }
         }
-        for ready in registry.take_requeued() {
-            if let Ready::Serve(conn) = ready {
-                dispatch(registry, &queue, conn, stats, &mut overloaded);
-            }
+        for conn in registry.take_to_poll() {
+            driver.drive(conn);
+        }
+        for conn in registry.take_room_waiters() {
+            driver.drive(conn);
         }
         for expired in registry.expire(Instant::now()) {
-            let mut conn = expired.conn;
-            match expired.wait {
-                // A request that arrived since the wait returned is served,
-                // not cut off (the keep-alive race at last call).
-                Wait::Idle if conn.http.has_input_waiting() => {
-                    dispatch(registry, &queue, conn, stats, &mut overloaded);
-                }
-                Wait::Idle => {
-                    if lifecycle.is_shutting_down() {
-                        lifecycle.closed_idle.fetch_add(1, Ordering::Relaxed);
-                    }
-                    registry.close(conn);
-                }
-                Wait::PartialHead => {
-                    stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
-                    conn.http.respond_and_close(&Response::error(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request head not received in time",
-                        "DRYAD-HTTP-4080",
-                    ));
-                    conn.http.flush_now();
-                    conn.http.shutdown_write();
-                    registry.linger(conn);
-                }
-                Wait::Linger => registry.close(conn),
-            }
+            driver.expire(expired);
         }
     }
     registry.close_all_parked();
 }
 
-/// Queues a ready connection for a worker; when the queue is full, answers
-/// 503 with `Retry-After` instead of waiting.
-fn dispatch(
-    registry: &Registry,
-    queue: &Sender<Box<Conn>>,
-    conn: Box<Conn>,
-    stats: &Stats,
-    overloaded: &mut RateLimitedWarning,
-) {
-    match queue.try_send(conn) {
-        Ok(()) => {}
-        Err(TrySendError::Full(mut conn)) => {
-            stats.overloaded.fetch_add(1, Ordering::Relaxed);
-            overloaded.warn(|| {
-                format!(
-                    "refused a request with 503: all {} queue slots are taken",
-                    queue.len()
-                )
-            });
-            conn.http.respond_and_close(
-                &Response::error(
+/// What the poller drives connections with.
+struct Driver<'a> {
+    registry: &'a Registry,
+    limits: &'a Limits,
+    lifecycle: &'a Lifecycle,
+    spare_reads: Vec<ReadBuffer>,
+}
+
+impl Driver<'_> {
+    /// Takes a connection as far as it goes, then where it says.
+    fn drive(&mut self, mut conn: Box<Conn>) {
+        loop {
+            self.registry.lend_buffers(&mut conn);
+            let spare = &mut self.spare_reads;
+            conn.http
+                .lend_read_buffer(|| spare.pop().unwrap_or_default());
+            let next = conn.advance(self.limits, self.lifecycle, true);
+            if let Some(read) = conn.http.take_empty_read_buffer() {
+                if self.spare_reads.len() < SPARE_READ_BUFFERS
+                    && read.capacity() <= MAX_KEPT_READ_BUFFER
+                {
+                    self.spare_reads.push(read);
+                }
+            }
+            match self.registry.transition(conn, next) {
+                Some(again) => conn = again,
+                None => return,
+            }
+        }
+    }
+
+    fn expire(&mut self, Expired { mut conn, state }: Expired) {
+        let next = match state {
+            // A request that arrived since the wait returned is served,
+            // not cut off (the keep-alive race at last call).
+            State::Idle if conn.http.has_input_waiting() => {
+                conn.http.note_readable();
+                return self.drive(conn);
+            }
+            // Its last response is still leaving the kernel, and moving:
+            // not idle; a close now could cut it off.
+            State::Idle if conn.still_receiving() => Next::Wait,
+            State::Idle => {
+                if self.lifecycle.is_shutting_down() {
+                    self.lifecycle.closed_idle.fetch_add(1, Ordering::Relaxed);
+                }
+                Next::Close
+            }
+            State::ReadingHead => Next::Refuse(Response::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request head not received in time",
+                "DRYAD-HTTP-4080",
+            )),
+            State::ReadingBody => Next::Refuse(RequestError::Body(BodyError::TimedOut).response()),
+            State::AwaitingRoom => Next::Refuse(
+                Response::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "server overloaded, retry",
-                    "DRYAD-SYS-5001",
+                    "server busy: no room for the request body, retry",
+                    "DRYAD-SYS-5004",
                 )
                 .with_header("Retry-After", "1"),
-            );
-            conn.http.flush_now();
-            conn.http.shutdown_write();
-            registry.linger(conn);
+            ),
+            // Too slow a reader, or a lingering client that stays.
+            State::Writing | State::Lingering => Next::Close,
+            State::Polling | State::Queued | State::Handling => {
+                unreachable!("BUG: {state:?} has no timer")
+            }
+        };
+        if let Some(conn) = self.registry.transition(conn, next) {
+            self.drive(conn);
         }
-        Err(TrySendError::Disconnected(conn)) => registry.close(conn),
     }
 }

@@ -1,67 +1,103 @@
-//! The connection registry: every open connection by key, whether it is
-//! parked on the poller (idle, or with a partial head), lingering after its
-//! last response, or busy in a worker, and when each parked one expires.
+//! The connection registry: where every open connection is (its
+//! [`State`], one per connection), the one function through which it moves
+//! ([`Registry::transition`]), and when each waiting one expires.
+//!
+//! Acceptor, poller, workers and shutdown never move a connection
+//! themselves: they say where it goes next ([`Next`]) and the registry
+//! puts it there, with the right timer. A connection waiting on its client
+//! (idle, reading, writing, lingering) or on room is parked in its slot; a
+//! queued one is in the worker queue, and one being served or driven is
+//! held by that thread, its slot saying so.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::Mutex;
+use std::collections::{BinaryHeap, VecDeque};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use polling::{Event, Poller};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
 use slab::Slab;
 
-use crate::http::Connection;
-use crate::lifecycle::InFlightGuard;
+use super::Stats;
+use super::budget::{Budget, Reservation};
+use super::conn::{Conn, Rates, later};
+use super::log_limit::RateLimitedWarning;
+use crate::http::{Buffers, Connection, Response, StatusCode};
+use crate::lifecycle::{InFlightGuard, Lifecycle};
 
-/// A connection as the server tracks it.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) http: Connection,
-    key: usize,
-    /// Unique for the life of the process; tells a reused key's new
-    /// connection from the old one's timer records and events.
-    id: u64,
-    /// When lingering must end, once it has started.
-    linger_until: Option<Instant>,
-    /// Counts the connection as open until it is dropped or starts to
-    /// linger (its last response is written: it no longer holds the drain).
-    open: Option<InFlightGuard>,
-}
-
-/// Why a parked connection's timer is running.
+/// Where a connection is, and what it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// No bytes of a next request yet.
+pub(crate) enum State {
+    /// Waiting for the first byte of a next request (idle keep-alive).
     Idle,
     /// Part of a head has arrived.
-    PartialHead,
+    ReadingHead,
+    /// The head has arrived; the body is arriving.
+    ReadingBody,
+    /// The body waits for room in the memory budget.
+    AwaitingRoom,
+    /// With the poller, or handed to it to carry on.
+    Polling,
+    /// A whole request, queued for a worker.
+    Queued,
+    /// A worker is serving it.
+    Handling,
+    /// Responses wait for the client to read them.
+    Writing,
     /// The final response is written; waiting for the client to close.
-    Linger,
+    Lingering,
 }
 
+impl State {
+    /// Whether the connection waits for bytes from the client.
+    fn reads(self) -> bool {
+        matches!(
+            self,
+            Self::Idle | Self::ReadingHead | Self::ReadingBody | Self::Lingering
+        )
+    }
+}
+
+/// Where a connection goes next, as its holder says.
 #[derive(Debug)]
-enum Place {
-    Parked {
-        conn: Box<Conn>,
-        wait: Wait,
-        deadline: Instant,
-    },
-    /// A worker or the poller holds it. `ready` records a readiness event
-    /// that arrived meanwhile (the worker re-arms before it parks).
-    Busy { ready: bool },
+pub(crate) enum Next {
+    /// Wait for the client: for bytes, or for it to read what is queued.
+    Wait,
+    /// Wait for room in the memory budget for its body.
+    AwaitRoom,
+    /// A whole request is in memory: queue it for a worker.
+    Serve,
+    /// Let the poller carry on with it.
+    Poll,
+    /// Answer this, close after it.
+    Refuse(Response),
+    /// Its final response is written: linger until the client closes.
+    Linger,
+    /// Close it now.
+    Close,
 }
 
 #[derive(Debug)]
 struct Slot {
     id: u64,
-    place: Place,
+    state: State,
+    /// The connection, while it is parked here (waiting, or handed to the
+    /// poller); `None` while the queue or a thread holds it.
+    conn: Option<Box<Conn>>,
+    deadline: Option<Instant>,
     /// The deadline of this connection's live record in the heap, if any.
     /// Records with another deadline are stale and skipped when they come
     /// up; one is added only when a deadline moves earlier than the live
     /// one (a later deadline is re-queued when the live record comes up),
     /// so a connection has a handful of records at most.
     timer_at: Option<Instant>,
+    /// Readiness that arrived while the connection was away (edge
+    /// triggered: it will not be reported again).
+    readable: bool,
+    writable: bool,
 }
 
 #[derive(Debug, Default)]
@@ -72,52 +108,97 @@ struct Slots {
     next_id: u64,
     /// Set at shutdown: idle connections must not be kept past it.
     last_call: Option<Instant>,
-    /// Parked connections with requests already buffered, which a worker
-    /// handed back to take turns with others: (key, id). The poller
-    /// dispatches them on its next wake-up.
-    requeued: Vec<(usize, u64)>,
+    /// Connections handed to the poller: (key, id).
+    to_poll: Vec<(usize, u64)>,
+    /// Connections waiting for room, first come first served: (key, id).
+    awaiting_room: VecDeque<(usize, u64)>,
+    /// The worker queue; dropped to stop the workers.
+    queue: Option<Sender<Box<Conn>>>,
 }
 
-/// What a readiness event found.
-#[derive(Debug)]
-pub(crate) enum Ready {
-    /// A parked connection with bytes to read: serve it.
-    Serve(Box<Conn>),
-    /// A lingering connection: read and discard.
-    Linger(Box<Conn>),
-}
-
-/// A parked connection whose time ran out.
-#[derive(Debug)]
-pub(crate) struct Expired {
-    pub(crate) conn: Box<Conn>,
-    pub(crate) wait: Wait,
-}
-
-/// The registry and the poller its connections are registered with.
-#[derive(Debug)]
-pub(crate) struct Registry {
-    pub(crate) poller: Poller,
-    slots: Mutex<Slots>,
-    /// Set once by the server when the poller thread must stop; read by
-    /// the poller after each wake-up.
-    stopping: AtomicBool,
-    idle_timeout: Duration,
-    header_timeout: Duration,
+/// The timeouts the registry's timers run on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) idle: Duration,
+    pub(crate) header: Duration,
+    pub(crate) rates: Rates,
 }
 
 /// How long a connection may linger after its final response.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle connection whose last response is still leaving the kernel is
+/// looked at again after another idle timeout, and kept while the client
+/// takes some of it between two looks (a slow download). From the last
+/// call on, it is looked at again after this instead, so that the drain
+/// waits no longer than needed (the remainder is often a delayed ACK).
+const KERNEL_OUTPUT_CHECK: Duration = Duration::from_secs(1);
+/// How long a body may wait for room before it is answered 503.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
+/// Token of the poller's waker.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Sets of buffers kept for reuse by connections that start reading; an
+/// idle connection gives its own back, so it holds none.
+const POOLED_BUFFERS: usize = 64;
+
+/// The registry and the poller its connections are registered with.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    poll_registry: mio::Registry,
+    waker: Arc<mio::Waker>,
+    slots: Mutex<Slots>,
+    /// Set once by the server when the poller thread must stop; read by
+    /// the poller after each wake-up.
+    stopping: AtomicBool,
+    timeouts: Timeouts,
+    pub(crate) budget: Arc<Budget>,
+    lifecycle: Arc<Lifecycle>,
+    stats: Arc<Stats>,
+    overloaded: Mutex<RateLimitedWarning>,
+    /// Spare buffers: taken by the poller before it reads, given back by
+    /// whoever parks a connection idle or closes it.
+    pool: (Sender<Buffers>, Receiver<Buffers>),
+}
+
+/// A parked connection whose time ran out, and what it was waiting for.
+#[derive(Debug)]
+pub(crate) struct Expired {
+    pub(crate) conn: Box<Conn>,
+    pub(crate) state: State,
+}
 
 impl Registry {
-    pub(crate) fn new(idle_timeout: Duration, header_timeout: Duration) -> std::io::Result<Self> {
-        Ok(Self {
-            poller: Poller::new()?,
-            slots: Mutex::new(Slots::default()),
+    /// A registry, and the poll instance whose thread drives it.
+    pub(crate) fn new(
+        timeouts: Timeouts,
+        max_buffered_bytes: u64,
+        queue: Sender<Box<Conn>>,
+        lifecycle: Arc<Lifecycle>,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<(Self, mio::Poll)> {
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let budget = {
+            let waker = Arc::clone(&waker);
+            Budget::new(max_buffered_bytes, move || {
+                let _ = waker.wake();
+            })
+        };
+        let registry = Self {
+            poll_registry: poll.registry().try_clone()?,
+            waker,
+            slots: Mutex::new(Slots {
+                queue: Some(queue),
+                ..Slots::default()
+            }),
             stopping: AtomicBool::new(false),
-            idle_timeout,
-            header_timeout,
-        })
+            timeouts,
+            budget,
+            lifecycle,
+            stats,
+            overloaded: Mutex::new(RateLimitedWarning::default()),
+            pool: crossbeam_channel::bounded(POOLED_BUFFERS),
+        };
+        Ok((registry, poll))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -126,208 +207,373 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a newly accepted connection, parked until it sends bytes
-    /// (`Wait::Idle`) or closes (`Wait::Linger`, after a refusal).
+    fn wake_poller(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// Registers a newly accepted connection (readable and writable, edge
+    /// triggered, once for its whole life) and sends it `next`.
     pub(crate) fn insert(
         &self,
         http: Connection,
         open: InFlightGuard,
-        wait: Wait,
+        next: Next,
     ) -> std::io::Result<()> {
         let mut slots = self.lock();
         let id = slots.next_id;
         slots.next_id += 1;
         let key = slots.slab.insert(Slot {
             id,
-            place: Place::Busy { ready: false },
+            state: State::Polling,
+            conn: None,
+            deadline: None,
             timer_at: None,
+            readable: false,
+            writable: false,
         });
-        // SAFETY: the socket is deleted from the poller before it is
-        // dropped: a `Conn` leaves the registry through `close`, which
-        // deletes it, and at exit `close_all_parked` closes what is still
-        // parked (run by the poller as it stops, and again by the server
-        // after the poller has joined). A connection a worker still holds
-        // at exit (an abandoned request) stays registered until the
-        // process ends, which closes both.
-        #[allow(unsafe_code)]
-        let added = unsafe { self.poller.add(http.stream(), Event::readable(key)) };
-        if let Err(error) = added {
+        let fd = http.stream().as_raw_fd();
+        if let Err(error) = self.poll_registry.register(
+            &mut SourceFd(&fd),
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             slots.slab.remove(key);
             return Err(error);
         }
-        let mut conn = Box::new(Conn {
+        drop(slots);
+        let conn = Box::new(Conn::new(
             http,
             key,
             id,
-            linger_until: None,
-            open: (wait != Wait::Linger).then_some(open),
-        });
-        let deadline = self.deadline_for(&slots, wait, &mut conn);
-        Self::place(&mut slots, conn, wait, deadline);
-        drop(slots);
-        self.poller.notify()
-    }
-
-    fn deadline_for(&self, slots: &Slots, wait: Wait, conn: &mut Conn) -> Instant {
-        let now = Instant::now();
-        match wait {
-            Wait::Idle => {
-                let idle = now + self.idle_timeout;
-                slots
-                    .last_call
-                    .map_or(idle, |last_call| idle.min(last_call))
-            }
-            Wait::PartialHead => conn.http.head_started().unwrap_or(now) + self.header_timeout,
-            Wait::Linger => *conn.linger_until.get_or_insert(now + LINGER_TIMEOUT),
+            Some(open),
+            Reservation::new(&self.budget),
+        ));
+        if let Some(conn) = self.transition(conn, next) {
+            self.transition(conn, Next::Poll);
         }
+        Ok(())
     }
 
-    /// Puts a connection in its slot as parked, with a timer.
-    fn place(slots: &mut Slots, conn: Box<Conn>, wait: Wait, deadline: Instant) {
-        let key = conn.key;
-        let id = conn.id;
-        let Some(slot) = slots.slab.get_mut(key) else {
-            return;
-        };
-        slot.place = Place::Parked {
-            conn,
-            wait,
-            deadline,
-        };
-        if slot.timer_at.is_none_or(|at| deadline < at) {
-            slot.timer_at = Some(deadline);
-            slots.timers.push(Reverse((deadline, key, id)));
-        }
-    }
-
-    /// How many connections are registered (parked, lingering or busy).
+    /// How many connections are registered (in any state).
     pub(crate) fn registered(&self) -> usize {
         self.lock().slab.len()
     }
 
-    /// Parks a connection a worker is done with, until its next bytes (or
-    /// its timer). If bytes arrived while the worker held it, gives it
-    /// straight back instead.
-    pub(crate) fn park(&self, mut conn: Box<Conn>, wait: Wait) -> Option<Box<Conn>> {
-        if conn.http.prepare_to_park().is_err() {
-            self.close(conn);
-            return None;
+    /// Moves a connection where `next` says. Returns it when it must be
+    /// driven again at once (readiness arrived while it was away): the
+    /// poller carries on with it; another thread sends it `Next::Poll`.
+    pub(crate) fn transition(&self, mut conn: Box<Conn>, next: Next) -> Option<Box<Conn>> {
+        let mut next = next;
+        loop {
+            next = match next {
+                Next::Refuse(response) => {
+                    conn.refuse(&response);
+                    conn.write_out(&self.lifecycle).unwrap_or(Next::Linger)
+                }
+                Next::Linger => {
+                    conn.open = None;
+                    conn.http.shutdown_write();
+                    match conn.http.discard_input() {
+                        Ok(false) => return self.park(conn, State::Lingering),
+                        Ok(true) | Err(_) => Next::Close,
+                    }
+                }
+                Next::Close => {
+                    self.close(conn);
+                    return None;
+                }
+                Next::Serve => match self.queue(conn) {
+                    Ok(()) => return None,
+                    Err((returned, refusal)) => {
+                        conn = returned;
+                        Next::Refuse(refusal)
+                    }
+                },
+                Next::Wait => {
+                    let state = if conn.http.pending_output() > 0 {
+                        conn.start_output_transfer();
+                        State::Writing
+                    } else if conn.http.reading_body() {
+                        State::ReadingBody
+                    } else if conn.http.has_buffered_input() {
+                        State::ReadingHead
+                    } else {
+                        State::Idle
+                    };
+                    return self.park(conn, state);
+                }
+                Next::AwaitRoom => {
+                    conn.room_wait_started = Some(Instant::now());
+                    return self.park(conn, State::AwaitingRoom);
+                }
+                Next::Poll => {
+                    let mut slots = self.lock();
+                    let Some(slot) = Self::slot_of(&mut slots, &conn) else {
+                        drop(slots);
+                        self.close(conn);
+                        return None;
+                    };
+                    slot.state = State::Polling;
+                    slot.deadline = None;
+                    let entry = (conn.key, conn.id);
+                    slot.conn = Some(conn);
+                    slots.to_poll.push(entry);
+                    drop(slots);
+                    self.wake_poller();
+                    return None;
+                }
+            };
         }
-        // Re-armed before it is placed, so the event cannot be missed: an
-        // event that fires first finds the slot busy and marks it ready.
-        if self
-            .poller
-            .modify(conn.http.stream(), Event::readable(conn.key))
-            .is_err()
-        {
-            self.close(conn);
-            return None;
-        }
+    }
+
+    fn slot_of<'s>(slots: &'s mut Slots, conn: &Conn) -> Option<&'s mut Slot> {
+        slots
+            .slab
+            .get_mut(conn.key)
+            .filter(|slot| slot.id == conn.id)
+    }
+
+    /// Queues a connection for a worker; when the queue is full, gives it
+    /// back with the 503 it gets instead.
+    fn queue(&self, conn: Box<Conn>) -> Result<(), (Box<Conn>, Response)> {
         let mut slots = self.lock();
-        let Some(slot) = slots.slab.get_mut(conn.key) else {
+        let (key, id) = (conn.key, conn.id);
+        let Some(queue) = slots.queue.as_ref() else {
+            // The workers are stopping: nothing more is queued.
             drop(slots);
-            let _ = self.poller.delete(conn.http.stream());
+            return Err((conn, shutting_down()));
+        };
+        let refusal = match queue.try_send(conn) {
+            Ok(()) => {
+                if let Some(slot) = slots.slab.get_mut(key).filter(|slot| slot.id == id) {
+                    slot.state = State::Queued;
+                }
+                return Ok(());
+            }
+            Err(TrySendError::Full(conn)) => {
+                drop(slots);
+                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                self.overloaded
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .warn(|| "refused a request with 503: every worker queue slot is taken".into());
+                (conn, overloaded())
+            }
+            Err(TrySendError::Disconnected(conn)) => {
+                drop(slots);
+                (conn, shutting_down())
+            }
+        };
+        Err(refusal)
+    }
+
+    /// Notes that a worker took a queued connection.
+    pub(crate) fn handling(&self, conn: &Conn) {
+        if let Some(slot) = Self::slot_of(&mut self.lock(), conn) {
+            slot.state = State::Handling;
+        }
+    }
+
+    /// Gives a connection that holds no buffers some, before it reads.
+    pub(crate) fn lend_buffers(&self, conn: &mut Conn) {
+        conn.http
+            .lend_buffers(|| self.pool.1.try_recv().unwrap_or_default());
+    }
+
+    /// Takes back the buffers of a connection that holds nothing in them.
+    fn reclaim_buffers(&self, conn: &mut Conn) {
+        if let Some(mut buffers) = conn.http.take_buffers() {
+            buffers.trim();
+            let _ = self.pool.0.try_send(buffers);
+        }
+    }
+
+    /// Parks a connection in `state` with its timer, unless readiness that
+    /// arrived while it was away means it must be driven again now.
+    fn park(&self, mut conn: Box<Conn>, state: State) -> Option<Box<Conn>> {
+        let mut slots = self.lock();
+        let last_call = slots.last_call;
+        let Some(slot) = Self::slot_of(&mut slots, &conn) else {
+            drop(slots);
+            self.close(conn);
             return None;
         };
-        if let Place::Busy { ready: true } = slot.place {
-            slot.place = Place::Busy { ready: false };
+        if slot.readable {
+            conn.http.note_readable();
+        }
+        let woken =
+            (state.reads() && conn.http.may_read()) || (state == State::Writing && slot.writable);
+        slot.readable = false;
+        slot.writable = false;
+        if woken {
+            slot.state = State::Polling;
             return Some(conn);
         }
-        let deadline = self.deadline_for(&slots, wait, &mut conn);
-        let earliest = slots
+        if state == State::AwaitingRoom {
+            // Closes the window between the failed reservation and this
+            // registration: room given back meanwhile woke no one (see
+            // `Budget::waiting`), so look again now that it would.
+            self.budget.waiting.fetch_add(1, Ordering::SeqCst);
+            if self.budget.has_room(conn.wants_room) {
+                self.budget.waiting.fetch_sub(1, Ordering::SeqCst);
+                slot.state = State::Polling;
+                return Some(conn);
+            }
+        }
+        if state == State::Idle {
+            self.reclaim_buffers(&mut conn);
+        }
+        let deadline = self.deadline_for(state, &mut conn, last_call);
+        let entry = (conn.key, conn.id);
+        slot.state = state;
+        slot.deadline = Some(deadline);
+        slot.conn = Some(conn);
+        let earlier = slot.timer_at.is_none_or(|at| deadline < at);
+        if earlier {
+            slot.timer_at = Some(deadline);
+        }
+        let first = slots
             .timers
             .peek()
             .is_none_or(|Reverse((first, ..))| deadline < *first);
-        Self::place(&mut slots, conn, wait, deadline);
+        if earlier {
+            slots.timers.push(Reverse((deadline, entry.0, entry.1)));
+        }
+        if state == State::AwaitingRoom {
+            slots.awaiting_room.push_back(entry);
+        }
         drop(slots);
-        if earliest {
+        if first {
             // The poller may be asleep with a later timeout.
-            let _ = self.poller.notify();
+            self.wake_poller();
         }
         None
     }
 
-    /// Hands back a connection that still has buffered requests after a
-    /// worker's turn, so other connections get a turn first: parked, and
-    /// queued for the poller to dispatch again (no readiness event would
-    /// come for bytes already read).
-    pub(crate) fn requeue(&self, mut conn: Box<Conn>) {
-        let mut slots = self.lock();
-        let deadline = self.deadline_for(&slots, Wait::Idle, &mut conn);
-        let entry = (conn.key, conn.id);
-        Self::place(&mut slots, conn, Wait::Idle, deadline);
-        slots.requeued.push(entry);
-        drop(slots);
-        let _ = self.poller.notify();
+    fn deadline_for(&self, state: State, conn: &mut Conn, last_call: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        let rates = &self.timeouts.rates;
+        match state {
+            State::Idle => {
+                if std::mem::take(&mut conn.idle_extended) {
+                    let wait = match last_call {
+                        Some(_) => KERNEL_OUTPUT_CHECK,
+                        None => self.timeouts.idle,
+                    };
+                    return later(now, wait);
+                }
+                let idle = later(now, self.timeouts.idle);
+                last_call.map_or(idle, |last_call| idle.min(last_call))
+            }
+            State::ReadingHead => later(
+                conn.http.head_started().unwrap_or(now),
+                self.timeouts.header,
+            ),
+            State::ReadingBody | State::Writing => conn.transfer_deadline(rates).unwrap_or(now),
+            State::AwaitingRoom => later(conn.room_wait_started.unwrap_or(now), ROOM_WAIT),
+            State::Lingering => *conn
+                .linger_until
+                .get_or_insert_with(|| later(now, LINGER_TIMEOUT)),
+            State::Polling | State::Queued | State::Handling => {
+                unreachable!("BUG: {state:?} is not a parked state")
+            }
+        }
     }
 
-    /// Takes the connections handed back by [`requeue`](Self::requeue).
-    pub(crate) fn take_requeued(&self) -> Vec<Ready> {
+    /// Takes the connection a readiness event is for, if what it waits
+    /// for is there; otherwise remembers the readiness for it.
+    pub(crate) fn ready(&self, key: usize, readable: bool, writable: bool) -> Option<Box<Conn>> {
         let mut slots = self.lock();
-        let requeued = std::mem::take(&mut slots.requeued);
-        requeued
+        let slot = slots.slab.get_mut(key)?;
+        let Some(conn) = slot.conn.as_mut() else {
+            slot.readable |= readable;
+            slot.writable |= writable;
+            return None;
+        };
+        if readable {
+            conn.http.note_readable();
+        }
+        let wanted = (slot.state.reads() && readable) || (slot.state == State::Writing && writable);
+        if !wanted {
+            return None;
+        }
+        slot.state = State::Polling;
+        slot.deadline = None;
+        slot.conn.take()
+    }
+
+    /// Takes the connections handed to the poller.
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes move on whole (to the queue, a thread)"
+    )]
+    pub(crate) fn take_to_poll(&self) -> Vec<Box<Conn>> {
+        let mut slots = self.lock();
+        let entries = std::mem::take(&mut slots.to_poll);
+        entries
             .into_iter()
             .filter_map(|(key, id)| {
                 let slot = slots.slab.get_mut(key).filter(|slot| slot.id == id)?;
-                match std::mem::replace(&mut slot.place, Place::Busy { ready: false }) {
-                    Place::Parked { conn, .. } => Some(Ready::Serve(conn)),
-                    busy @ Place::Busy { .. } => {
-                        slot.place = busy;
-                        None
-                    }
-                }
+                (slot.state == State::Polling).then(|| slot.conn.take())?
             })
             .collect()
     }
 
-    /// Lets a connection whose final response is written linger: what the
-    /// client still sends is read and discarded (so closing does not reset
-    /// the connection under the response), until it closes or the linger
-    /// deadline passes.
-    pub(crate) fn linger(&self, mut conn: Box<Conn>) {
-        conn.open = None;
-        loop {
-            match conn.http.discard_input() {
-                Ok(false) => match self.park(conn, Wait::Linger) {
-                    Some(ready) => conn = ready,
-                    None => return,
-                },
-                Ok(true) | Err(_) => return self.close(conn),
-            }
-        }
-    }
-
-    /// Takes the connection a readiness event is for.
-    pub(crate) fn take_ready(&self, key: usize) -> Option<Ready> {
+    /// Takes the connections waiting for room, first come first served,
+    /// as long as the budget has room for what each asked for.
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes move on whole (to the queue, a thread)"
+    )]
+    pub(crate) fn take_room_waiters(&self) -> Vec<Box<Conn>> {
+        let mut taken = Vec::new();
         let mut slots = self.lock();
-        let slot = slots.slab.get_mut(key)?;
-        match std::mem::replace(&mut slot.place, Place::Busy { ready: false }) {
-            Place::Parked {
-                conn,
-                wait: Wait::Linger,
-                ..
-            } => Some(Ready::Linger(conn)),
-            Place::Parked { conn, .. } => Some(Ready::Serve(conn)),
-            Place::Busy { .. } => {
-                slot.place = Place::Busy { ready: true };
-                None
+        while let Some(&(key, id)) = slots.awaiting_room.front() {
+            let slot = slots
+                .slab
+                .get_mut(key)
+                .filter(|slot| slot.id == id && slot.state == State::AwaitingRoom);
+            let Some(slot) = slot else {
+                // It left the wait (its time ran out, or it closed).
+                slots.awaiting_room.pop_front();
+                self.budget.waiting.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            };
+            let fits = slot
+                .conn
+                .as_ref()
+                .is_some_and(|conn| self.budget.has_room(conn.wants_room));
+            if !fits {
+                break;
             }
+            slot.state = State::Polling;
+            slot.deadline = None;
+            if let Some(mut conn) = slot.conn.take() {
+                conn.resume_after_room_wait();
+                taken.push(conn);
+            }
+            slots.awaiting_room.pop_front();
+            self.budget.waiting.fetch_sub(1, Ordering::SeqCst);
         }
+        taken
     }
 
-    /// Removes a connection and closes it.
-    pub(crate) fn close(&self, conn: Box<Conn>) {
+    /// Removes a connection and closes it; one with output still unwritten
+    /// (a reader too slow, or gone) is reset, which frees what the kernel
+    /// holds of it at once.
+    pub(crate) fn close(&self, mut conn: Box<Conn>) {
+        if conn.http.pending_output() > 0 {
+            conn.http.reset_on_close();
+        }
+        self.reclaim_buffers(&mut conn);
         {
             let mut slots = self.lock();
-            if slots
-                .slab
-                .get(conn.key)
-                .is_some_and(|slot| slot.id == conn.id)
-            {
+            if Self::slot_of(&mut slots, &conn).is_some() {
                 slots.slab.remove(conn.key);
             }
         }
-        let _ = self.poller.delete(conn.http.stream());
+        let fd = conn.http.stream().as_raw_fd();
+        let _ = self.poll_registry.deregister(&mut SourceFd(&fd));
     }
 
     /// When the poller must wake for the next timer, if any.
@@ -355,20 +601,19 @@ impl Registry {
                 continue;
             };
             slot.timer_at = None;
-            match &slot.place {
-                Place::Parked { deadline, .. } if *deadline > now => {
-                    let deadline = *deadline;
-                    slot.timer_at = Some(deadline);
-                    slots.timers.push(Reverse((deadline, key, id)));
-                }
-                Place::Parked { .. } => {
-                    if let Place::Parked { conn, wait, .. } =
-                        std::mem::replace(&mut slot.place, Place::Busy { ready: false })
-                    {
-                        expired.push(Expired { conn, wait });
-                    }
-                }
-                Place::Busy { .. } => {}
+            let Some(deadline) = slot.deadline.filter(|_| slot.conn.is_some()) else {
+                continue;
+            };
+            if deadline > now {
+                slot.timer_at = Some(deadline);
+                slots.timers.push(Reverse((deadline, key, id)));
+                continue;
+            }
+            let state = slot.state;
+            slot.state = State::Polling;
+            slot.deadline = None;
+            if let Some(conn) = slot.conn.take() {
+                expired.push(Expired { conn, state });
             }
         }
         expired
@@ -385,8 +630,8 @@ impl Registry {
         timers.clear();
         for (key, slot) in slab.iter_mut() {
             slot.timer_at = None;
-            if let Place::Parked { wait, deadline, .. } = &mut slot.place {
-                if *wait == Wait::Idle {
+            if let Some(deadline) = slot.deadline.as_mut().filter(|_| slot.conn.is_some()) {
+                if slot.state == State::Idle {
                     *deadline = (*deadline).min(until);
                 }
                 slot.timer_at = Some(*deadline);
@@ -394,13 +639,42 @@ impl Registry {
             }
         }
         drop(slots);
-        let _ = self.poller.notify();
+        self.wake_poller();
+    }
+
+    /// Closes the keep-alive connection idle the longest, to make room for
+    /// a new one; returns whether there was one.
+    pub(crate) fn close_longest_idle(&self) -> bool {
+        let conn = {
+            let mut slots = self.lock();
+            let oldest = slots
+                .slab
+                .iter()
+                .filter(|(_, slot)| slot.state == State::Idle && slot.conn.is_some())
+                .min_by_key(|(_, slot)| slot.deadline)
+                .map(|(key, _)| key);
+            oldest.and_then(|key| slots.slab.get_mut(key)?.conn.take())
+        };
+        match conn {
+            Some(conn) => {
+                self.close(conn);
+                self.stats.reclaimed_idle.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the workers once the queue is empty: no more requests are
+    /// queued (one that would be is answered 503).
+    pub(crate) fn close_queue(&self) {
+        self.lock().queue = None;
     }
 
     /// Asks the poller thread to stop.
     pub(crate) fn request_stop(&self) {
         self.stopping.store(true, Ordering::Release);
-        let _ = self.poller.notify();
+        self.wake_poller();
     }
 
     pub(crate) fn stop_requested(&self) -> bool {
@@ -409,22 +683,35 @@ impl Registry {
 
     /// Closes every parked connection (at exit).
     pub(crate) fn close_all_parked(&self) {
-        let parked: Vec<Expired> = {
+        let parked: Vec<Box<Conn>> = {
             let mut slots = self.lock();
             slots
                 .slab
                 .iter_mut()
-                .filter(|(_, slot)| matches!(slot.place, Place::Parked { .. }))
-                .filter_map(|(_, slot)| {
-                    match std::mem::replace(&mut slot.place, Place::Busy { ready: false }) {
-                        Place::Parked { conn, wait, .. } => Some(Expired { conn, wait }),
-                        Place::Busy { .. } => None,
-                    }
-                })
+                .filter_map(|(_, slot)| slot.conn.take())
                 .collect()
         };
-        for expired in parked {
-            self.close(expired.conn);
+        for conn in parked {
+            self.close(conn);
         }
     }
+}
+
+/// The answer to a request when every queue slot is taken.
+fn overloaded() -> Response {
+    Response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server overloaded, retry",
+        "DRYAD-SYS-5001",
+    )
+    .with_header("Retry-After", "1")
+}
+
+/// The answer to a request that arrives after the shutdown deadline.
+pub(crate) fn shutting_down() -> Response {
+    Response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Server is shutting down",
+        "DRYAD-SYS-5003",
+    )
 }

@@ -1,6 +1,8 @@
-//! A worker thread: takes a ready connection from the queue, serves every
-//! complete request it has (handler, response), and gives it back to the
-//! poller, or closes it.
+//! A worker thread: takes a connection whose request is complete in
+//! memory, runs the handler, queues the response, serves the further
+//! requests already complete in its buffer (a bounded number per turn),
+//! writes without blocking, and hands the connection back to the registry:
+//! what the socket did not take is finished by the poller.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -10,12 +12,14 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use super::Handler;
-use super::registry::{Conn, Registry, Wait};
-use crate::http::{Buffers, HeadStatus, KeepAlive, Limits, Response, StatusCode};
-use crate::lifecycle::{AbandonedRequest, InFlightGuard, Lifecycle};
+use super::conn::Conn;
+use super::registry::{Next, Registry, shutting_down};
+use crate::http::{KeepAlive, Limits, Response, StatusCode};
+use crate::lifecycle::{AbandonedRequest, Lifecycle};
 
-/// Stop reading more pipelined requests once this much of their responses
-/// is waiting to be written (backpressure on a client that does not read).
+/// Stop serving more pipelined requests in a turn once this much of their
+/// responses is waiting to be written (backpressure on a client that does
+/// not read).
 const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// Requests one connection may have served in one turn of a worker; a
 /// client that keeps pipelining then goes to the back of the queue, so it
@@ -60,181 +64,86 @@ pub(crate) struct WorkerContext {
     pub(crate) running: Arc<[RunningSlot]>,
 }
 
-/// What to do with a connection after a turn.
-enum Next {
-    Park(Wait),
-    /// Requests are buffered, but the turn is over.
-    Requeue,
-    Linger,
-    Close,
-}
-
 /// Serves connections until the queue is closed and empty.
 pub(crate) fn run(id: usize, queue: &Receiver<Box<Conn>>, context: &WorkerContext) {
-    let mut spare = Buffers::default();
-    let mut guards = Vec::new();
-    for conn in queue.iter() {
-        let mut next_conn = Some(conn);
-        while let Some(mut conn) = next_conn.take() {
-            conn.http.exchange_buffers(&mut spare);
-            let next = serve_turn(id, &mut conn, context, &mut guards);
-            conn.http.exchange_buffers(&mut spare);
-            next_conn = match next {
-                Next::Park(wait) => context.registry.park(conn, wait),
-                Next::Requeue => {
-                    context.registry.requeue(conn);
-                    None
-                }
-                Next::Linger => {
-                    conn.http.shutdown_write();
-                    context.registry.linger(conn);
-                    None
-                }
-                Next::Close => {
-                    context.registry.close(conn);
-                    None
-                }
-            };
+    for mut conn in queue.iter() {
+        context.registry.handling(&conn);
+        let next = serve_turn(id, &mut conn, context);
+        if let Some(conn) = context.registry.transition(conn, next) {
+            context.registry.transition(conn, Next::Poll);
         }
     }
     context.handler.worker_exit();
 }
 
-/// Serves every complete request the connection has, then says where it
-/// goes next. Responses are written before their in-flight guards drop.
-fn serve_turn(
-    id: usize,
-    conn: &mut Conn,
-    context: &WorkerContext,
-    guards: &mut Vec<InFlightGuard>,
-) -> Next {
+/// Serves the complete request the connection carries and those behind
+/// it already buffered, then says where it goes next.
+fn serve_turn(id: usize, conn: &mut Conn, context: &WorkerContext) -> Next {
     let lifecycle = &context.lifecycle;
-    let mut first = true;
-    let mut served_this_turn = 0;
-    loop {
-        // After a response, read the socket again only if bytes are already
-        // buffered: otherwise the poller says when more arrive, which saves
-        // a read that would find nothing.
-        if !first && !conn.http.has_buffered_input() {
-            return finish(id, conn, context, guards, Next::Park(Wait::Idle));
-        }
-        first = false;
-        if served_this_turn == MAX_REQUESTS_PER_TURN {
-            return finish(id, conn, context, guards, Next::Requeue);
-        }
-        served_this_turn += 1;
-        let status = match conn.http.poll_head(&context.limits) {
-            Ok(status) => status,
-            Err(error) => {
-                let (status, code, message) = error.answer();
-                conn.http
-                    .respond_and_close(&Response::error(status, message, code));
-                return finish(id, conn, context, guards, Next::Linger);
-            }
-        };
-        match status {
-            HeadStatus::Ready => {}
-            HeadStatus::Incomplete => {
-                let wait = if conn.http.has_buffered_input() {
-                    Wait::PartialHead
-                } else {
-                    Wait::Idle
-                };
-                return finish(id, conn, context, guards, Next::Park(wait));
-            }
-            HeadStatus::Closed => return finish(id, conn, context, guards, Next::Close),
-        }
-        guards.push(lifecycle.requests.enter());
-        lifecycle.requests_received.fetch_add(1, Ordering::Relaxed);
+    for _ in 0..MAX_REQUESTS_PER_TURN {
         if lifecycle.deadline_passed() {
             lifecycle.refused.fetch_add(1, Ordering::Relaxed);
-            conn.http.respond_and_close(&shutting_down());
-            return finish(id, conn, context, guards, Next::Linger);
+            return Next::Refuse(shutting_down());
         }
-        set_running(
-            &context.running[id],
-            Some((conn.http.method(), conn.http.path())),
-        );
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            context.handler.handle(&mut conn.http.request())
-        }));
-        let (response, handler_ok) = match outcome {
-            Ok(response) => (response, true),
-            Err(_) => {
-                log::error!(
-                    "worker {id}: handler panicked on {} {}",
-                    conn.http.method(),
-                    conn.http.path()
-                );
-                let response = Response::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error",
-                    "DRYAD-SYS-5000",
-                );
-                (response, false)
-            }
-        };
-        let served = conn.http.served() + 1;
-        let limit_reached = context.max_requests_per_connection != 0
-            && served >= context.max_requests_per_connection;
-        // Read once: the keep-alive decision and the drained count must agree.
-        let shutting_down = lifecycle.is_shutting_down();
-        let keep_alive = if !handler_ok || limit_reached {
-            KeepAlive::No
-        } else if shutting_down {
-            // Answer what the client already sent; close after the last.
-            KeepAlive::IfPipelined
-        } else {
-            KeepAlive::Yes
-        };
-        let open = conn.http.respond(&response, keep_alive);
-        if shutting_down {
-            lifecycle.drained.fetch_add(1, Ordering::Relaxed);
+        let open = serve_one(id, conn, context);
+        if !open || conn.http.pending_output() >= MAX_PENDING_OUTPUT {
+            break;
         }
-        if !open {
-            return finish(id, conn, context, guards, Next::Linger);
-        }
-        if conn.http.pending_output() >= MAX_PENDING_OUTPUT {
-            let written = conn.http.flush(&context.limits).is_ok();
-            end_requests(context, id, guards, written);
-            if !written {
-                return Next::Close;
-            }
+        // The next request, if it is all buffered already (no read).
+        match conn.advance(&context.limits, lifecycle, false) {
+            Next::Serve => {}
+            next => return next,
         }
     }
+    conn.advance(&context.limits, lifecycle, false)
 }
 
-/// Writes what is queued, ends the requests it answers, and returns `next`
-/// (or `Close` if the client cannot be written to).
-fn finish(
-    id: usize,
-    conn: &mut Conn,
-    context: &WorkerContext,
-    guards: &mut Vec<InFlightGuard>,
-    next: Next,
-) -> Next {
-    let written = conn.http.flush(&context.limits).is_ok();
-    end_requests(context, id, guards, written);
-    if written { next } else { Next::Close }
-}
-
-/// Ends the requests whose responses were queued (one guard each), after
-/// the write that carried them: counted as written if it succeeded.
-fn end_requests(
-    context: &WorkerContext,
-    id: usize,
-    guards: &mut Vec<InFlightGuard>,
-    written: bool,
-) {
-    if written {
-        let count = u64::try_from(guards.len()).unwrap_or(u64::MAX);
-        context
-            .lifecycle
-            .responses_written
-            .fetch_add(count, Ordering::Relaxed);
-    }
-    guards.clear();
+/// Runs the handler on one request and queues its response; returns
+/// whether the connection stays open.
+fn serve_one(id: usize, conn: &mut Conn, context: &WorkerContext) -> bool {
+    let lifecycle = &context.lifecycle;
+    set_running(
+        &context.running[id],
+        Some((conn.http.method(), conn.http.path())),
+    );
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        context.handler.handle(&mut conn.http.request())
+    }));
     set_running(&context.running[id], None);
+    let (response, handler_ok) = match outcome {
+        Ok(response) => (response, true),
+        Err(_) => {
+            log::error!(
+                "worker {id}: handler panicked on {} {}",
+                conn.http.method(),
+                conn.http.path()
+            );
+            let response = Response::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                "DRYAD-SYS-5000",
+            );
+            (response, false)
+        }
+    };
+    let served = conn.http.served() + 1;
+    let limit_reached =
+        context.max_requests_per_connection != 0 && served >= context.max_requests_per_connection;
+    // Read once: the keep-alive decision and the drained count must agree.
+    let shutting_down = lifecycle.is_shutting_down();
+    let keep_alive = if !handler_ok || limit_reached {
+        KeepAlive::No
+    } else if shutting_down {
+        // Answer what the client already sent; close after the last.
+        KeepAlive::IfPipelined
+    } else {
+        KeepAlive::Yes
+    };
+    let open = conn.answer(&response, keep_alive);
+    if shutting_down {
+        lifecycle.drained.fetch_add(1, Ordering::Relaxed);
+    }
+    open
 }
 
 fn set_running(slot: &RunningSlot, request: Option<(&str, &str)>) {
@@ -252,13 +161,4 @@ fn set_running(slot: &RunningSlot, request: Option<(&str, &str)>) {
         },
         None => running.current = None,
     }
-}
-
-/// The answer to a request that arrives after the shutdown deadline.
-pub(crate) fn shutting_down() -> Response {
-    Response::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Server is shutting down",
-        "DRYAD-SYS-5003",
-    )
 }

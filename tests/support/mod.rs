@@ -528,13 +528,35 @@ pub fn assert_requests_unanswered(report: &serde_json::Value, unanswered: u64) {
     );
 }
 
-/// A `/metrics` value: the sample line `name value` (no labels).
-pub fn metric(metrics: &str, name: &str) -> i64 {
+/// A `/metrics` value: the sample line `name value` (`name` may carry
+/// its labels, `name{label="x"}`).
+pub fn metric_in(metrics: &str, name: &str) -> i64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} in /metrics:\n{metrics}"))
+}
+
+/// A `/metrics` value, read on a fresh connection.
+pub fn metric(addr: SocketAddr, name: &str) -> i64 {
+    let response = get(addr, "/metrics");
+    assert_eq!(response.status, 200, "/metrics: {}", response.text());
+    metric_in(&response.text(), name)
+}
+
+/// Checks `condition` again and again until it holds (a condition on a
+/// service is a round trip to it; nothing here sleeps); panics after
+/// `timeout` saying what was awaited.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
 }
 
 /// Asserts a normal request on a fresh connection still succeeds.
@@ -557,7 +579,8 @@ pub fn assert_still_serving(addr: SocketAddr) {
 /// An in-process server built on `gremlins_api::Server` whose routes are:
 /// `/echo` reads the whole body and answers it back (a body error is
 /// answered with its own status and code); `/ignore` answers `ignored`
-/// without reading the body; every other path answers `ok`. Shut down and
+/// without reading the body; `/bytes?n=N` answers N bytes of `x`; every
+/// other path answers `ok`. Shut down and
 /// joined when dropped.
 pub struct EchoServer {
     pub addr: SocketAddr,
@@ -573,7 +596,6 @@ impl EchoServer {
         let mut config = Config::default();
         config.listen = "127.0.0.1:0".parse().expect("loopback address");
         config.workers = 2;
-        config.body_timeout = Duration::from_secs(5);
         config.shutdown_timeout = Duration::from_secs(5);
         configure(&mut config);
         let server = Server::bind(config).expect("bind the echo server");
@@ -590,12 +612,26 @@ impl EchoServer {
                     }
                 },
                 "/ignore" => Response::text(StatusCode::OK, "ignored"),
+                "/bytes" => {
+                    let count = request
+                        .query_param("n")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    Response::new(StatusCode::OK, vec![b'x'; count])
+                }
                 _ => Response::text(StatusCode::OK, "ok"),
             };
             let _ = server.run(handler);
             let _ = done_tx.send(());
         });
         Self { addr, handle, done }
+    }
+}
+
+impl EchoServer {
+    /// Client connections the server holds open now.
+    pub fn open_connections(&self) -> usize {
+        self.handle.open_connections()
     }
 }
 

@@ -3,6 +3,9 @@
 /// Upper bound for `/test/sleep?ms=N`, so a typo cannot park a worker for long.
 pub const MAX_SLEEP_MS: u64 = 10_000;
 
+/// Upper bound for `/test/bytes?n=N` (axum-ok), in bytes.
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// Parses `ms=N` out of a query string (`a=1&ms=5`), capped at [`MAX_SLEEP_MS`].
 ///
 /// Returns `None` when `ms` is missing or not a non-negative integer.

@@ -2,7 +2,9 @@
 //!
 //! `axum-ok ADDR`: tokio multi-thread runtime (one worker per core), serving
 //! `GET /` with `ok` and `GET /test/sleep?ms=N` (`tokio::time::sleep`, then
-//! `ok`). On SIGTERM or SIGINT it shuts down gracefully with
+//! `ok`). For `benches/attack.sh` also `GET /healthz` (`ok`), `POST /`
+//! (reads the whole body, then `ok`) and `GET /test/bytes?n=N` (N bytes of
+//! `x`, capped). On SIGTERM or SIGINT it shuts down gracefully with
 //! `axum::serve(..).with_graceful_shutdown(..)`: stops accepting, lets
 //! in-flight requests finish, then exits 0.
 
@@ -11,10 +13,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
-use gremlins_bench_reference::MAX_SLEEP_MS;
+use axum::routing::post;
+use gremlins_bench_reference::{MAX_BYTES, MAX_SLEEP_MS};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
@@ -32,7 +36,10 @@ async fn main() -> ExitCode {
     };
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
-        .route("/test/sleep", get(sleep));
+        .route("/", post(|_body: Bytes| async { "ok" }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/test/sleep", get(sleep))
+        .route("/test/bytes", get(bytes));
     eprintln!("listening on {addr}");
     match axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -54,6 +61,15 @@ async fn sleep(Query(params): Query<HashMap<String, String>>) -> (StatusCode, &'
             (StatusCode::OK, "ok")
         }
         None => (StatusCode::BAD_REQUEST, "bad ms"),
+    }
+}
+
+/// `GET /test/bytes?n=N`: a body of N bytes (capped), for responses as large
+/// as gremlins-api's event pages.
+async fn bytes(Query(params): Query<HashMap<String, String>>) -> (StatusCode, String) {
+    match params.get("n").and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => (StatusCode::OK, "x".repeat(n.min(MAX_BYTES))),
+        None => (StatusCode::BAD_REQUEST, String::from("bad n")),
     }
 }
 

@@ -4,8 +4,10 @@
 
 mod client;
 mod fairness;
+mod flood;
 mod idle;
 mod json;
+mod latency;
 mod process;
 mod shutdown;
 mod stats;
@@ -93,6 +95,33 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
     },
+    /// RATE requests a second, each on a fresh connection, for a fixed
+    /// time (a health checker); latency quantiles and failures by kind.
+    LatencyProbe {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Bound on one request, connect to last byte.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// N connections pipelining GET PATH without ever reading a response;
+    /// reports how long the server held each one.
+    PipelineFlood {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, default_value = "/")]
+        path: String,
+    },
     /// Prints a currently free TCP port on 127.0.0.1.
     FreePort,
 }
@@ -149,6 +178,30 @@ fn main() -> ExitCode {
             pid,
             timeout_secs,
         } => probe(addr, pid, Duration::from_secs(timeout_secs)),
+        Command::LatencyProbe {
+            addr,
+            path,
+            rate,
+            duration_secs,
+            timeout_ms,
+        } => report(latency::run(&latency::Options {
+            addr,
+            path,
+            rate,
+            duration: Duration::from_secs(duration_secs),
+            timeout: Duration::from_millis(timeout_ms),
+        })),
+        Command::PipelineFlood {
+            addr,
+            connections,
+            duration_secs,
+            path,
+        } => report(flood::run(&flood::Options {
+            addr,
+            connections,
+            duration: Duration::from_secs(duration_secs),
+            path,
+        })),
         Command::FreePort => match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
             Ok(local) => {
                 println!("{}", local.port());
