@@ -23,6 +23,41 @@
 //!    [`EXIT_CLEANUP_FAILED`] or [`EXIT_THREAD_DIED`] otherwise. A second signal exits at once with
 //!    128 + the signal number.
 //!
+//! # How it serves
+//!
+//! A fixed number of threads, whatever the number of connections, and one
+//! rule that makes a fixed pool safe with blocking handlers: **a worker
+//! never waits on a client.** A worker waits only on its handler (which may
+//! wait on PostgreSQL); every wait on a socket belongs to the poller.
+//!
+//! - The **acceptor** owns the listener. At `max_connections` it closes the
+//!   longest-idle keep-alive connection to admit a new one; only when none
+//!   is idle does the new one get `503`.
+//! - The **poller** (edge-triggered readiness, one registration per socket)
+//!   reads each request whole, head and body, into memory before a worker
+//!   sees it; answers `Expect: 100-continue` itself; finishes writes a
+//!   worker could not; parks idle keep-alive connections; and ends clients
+//!   that are too slow: a head must arrive within `header_timeout`, a body
+//!   at `min_body_rate` on average after `min_rate_grace` (else `408`), a
+//!   reader must take responses at `min_write_rate` (else it is reset).
+//! - Request bodies being read and responses not yet written share one
+//!   memory budget, `max_buffered_bytes`: a body reserves its room before
+//!   it is read; when the budget is used up the poller stops reading those
+//!   bodies, and one that waits more than a second is answered `503`.
+//! - The **workers** (a fixed pool behind a bounded queue; full: `503`) run
+//!   the handler on the complete request, serve the pipelined requests
+//!   already complete behind it (a bounded number per turn), write without
+//!   blocking, and hand what the socket did not take back to the poller.
+//!   A request counts as in flight from its whole head until the last byte
+//!   of its response is written, wherever the connection is.
+//! - A connection is in exactly one state at a time (reading its head or
+//!   body, waiting for room, queued, served, writing, idle, lingering), and
+//!   moves through one function of the connection registry.
+//! - If the acceptor or the poller dies, the server shuts down and exits
+//!   with [`EXIT_THREAD_DIED`]; no setting can make a thread panic (every
+//!   deadline is computed without overflow, and absurd durations are
+//!   refused at start).
+//!
 //! ```
 //! use gremlins_api::{Config, Response, Server, StatusCode};
 //!

@@ -201,22 +201,29 @@ fn a_legitimate_slow_upload_succeeds_while_a_one_byte_a_second_body_gets_408() {
     );
 }
 
-#[test]
-fn a_reader_at_100_bytes_a_second_of_a_1_mib_response_is_closed() {
-    let _serial = one_at_a_time();
-    let server = EchoServer::start(|_| {});
+/// Connects with a 4 KiB receive buffer (so the kernels hold little of
+/// the answer) and asks an echo server for 1 MiB.
+fn ask_for_a_mebibyte_with_a_small_window(addr: SocketAddr) -> TcpStream {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
     socket
         .set_recv_buffer_size(4096)
         .expect("a small receive buffer");
     socket
-        .connect_timeout(&server.addr.into(), support::CONNECT_TIMEOUT)
+        .connect_timeout(&addr.into(), support::CONNECT_TIMEOUT)
         .expect("connect");
     let mut stream: TcpStream = socket.into();
     stream
         .write_all(b"GET /bytes?n=1048576 HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send the request");
+    stream
+}
+
+#[test]
+fn a_reader_at_100_bytes_a_second_of_a_1_mib_response_is_closed() {
+    let _serial = one_at_a_time();
+    let server = EchoServer::start(|_| {});
+    let mut stream = ask_for_a_mebibyte_with_a_small_window(server.addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("read timeout");
@@ -454,4 +461,43 @@ fn sigterm_during_a_slow_client_attack_exits_in_time_and_answers_every_normal_cl
         );
     }
     drop(trickling.join().expect("the trickling thread"));
+}
+
+#[test]
+fn when_slow_readers_use_up_the_budget_they_are_reset_before_their_grace_and_others_served() {
+    let _serial = one_at_a_time();
+    let server = EchoServer::start(|config| {
+        config.max_buffered_bytes = 4 * 1024 * 1024;
+        config.workers = 4;
+    });
+    // Each asks for 1 MiB and never reads: 16 of them hold far more than
+    // the 4 MiB budget in unwritten output.
+    let readers: Vec<TcpStream> = (0..16)
+        .map(|_| ask_for_a_mebibyte_with_a_small_window(server.addr))
+        .collect();
+    // Each response is made once its first bytes arrive.
+    for reader in &readers {
+        reader
+            .set_read_timeout(Some(support::RESPONSE_TIMEOUT))
+            .expect("read timeout");
+        let mut first = [0u8; 1];
+        assert_eq!(reader.peek(&mut first).expect("the response begins"), 1);
+    }
+    let started = Instant::now();
+    let mut client = Client::connect(server.addr);
+    let response = client.get("/healthz");
+    assert_eq!(
+        response.status, 200,
+        "a request while the budget is used up: {response:?}"
+    );
+    support::wait_until(
+        Duration::from_secs(4),
+        "slow readers reset under memory pressure",
+        || server.open_connections() < 16,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "slow readers were let go only after {:?}, not before their 5 s grace",
+        started.elapsed()
+    );
 }

@@ -60,6 +60,9 @@ fn assert_thread_death_shuts_down(thread: &str) {
     assert_eq!(report["outcome"], "thread_died", "{report}");
     assert_eq!(report["failed_thread"], thread, "{report}");
     assert_eq!(report["exit_code"], EXIT_THREAD_DIED, "{report}");
+    // The thread died before the request was read: nothing was received,
+    // so nothing was lost either.
+    support::assert_nothing_lost(&report);
 }
 
 #[test]

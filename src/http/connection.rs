@@ -368,10 +368,12 @@ impl Connection {
     /// Returns whether it is kept open; if not, the response carries
     /// `Connection: close` and nothing more is read.
     pub fn respond(&mut self, response: &Response, keep_alive: KeepAlive) -> bool {
-        let head = &self.buffers.head;
+        // Pipelined bytes may be buffered here or still in the socket (a
+        // peek, only when it matters: while draining).
         let reusable = keep_alive != KeepAlive::No
-            && head.client_keep_alive
-            && (keep_alive == KeepAlive::Yes || !self.read.is_empty());
+            && self.buffers.head.client_keep_alive
+            && (keep_alive == KeepAlive::Yes || self.has_input_waiting());
+        let head = &self.buffers.head;
         let connection = match (reusable, head.version) {
             (false, _) => ConnectionHeader::Close,
             (true, Some(Version::Http10)) => ConnectionHeader::KeepAlive,
@@ -402,6 +404,16 @@ impl Connection {
     /// Bytes of responses queued and not written yet.
     pub fn pending_output(&self) -> usize {
         self.buffers.write.len() - self.written
+    }
+
+    /// Bytes of memory the responses not written yet take (their buffer's
+    /// capacity, which is what they cost).
+    pub fn output_memory(&self) -> usize {
+        if self.pending_output() == 0 {
+            0
+        } else {
+            self.buffers.write.capacity()
+        }
     }
 
     /// Bytes sent on this connection so far.

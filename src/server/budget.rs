@@ -7,8 +7,10 @@
 //! the poller stops reading them and the clients are held back by TCP. A
 //! response is already made when it is found not to fit the socket, so
 //! its rest is counted even when that goes over the budget; bodies then
-//! wait until it is written. Every reservation is a [`Reservation`] that
-//! gives its bytes back when dropped, on every path.
+//! wait until it is written, and no new request goes to a worker while the
+//! budget is used up (its response would add to it): it waits for room
+//! like a body. Every reservation is a [`Reservation`] that gives its bytes
+//! back when dropped, on every path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -110,13 +112,21 @@ impl Reservation {
         granted
     }
 
+    /// Whether the budget has room left besides this connection's body
+    /// (which its response replaces): a request is handed to a worker only
+    /// then, since its response may take memory too.
+    pub(crate) fn room_for_response(&self) -> bool {
+        self.budget.used().saturating_sub(self.body) < self.budget.max
+    }
+
     /// Gives back the body's room (its request was answered).
     pub(crate) fn release_body(&mut self) {
         self.budget.release(std::mem::take(&mut self.body));
     }
 
-    /// Holds exactly `bytes` for unwritten output, reserving even past the
-    /// budget (the response exists already).
+    /// Holds exactly `bytes` for unwritten output (the memory its buffer
+    /// takes), reserving even past the budget (the response exists
+    /// already).
     pub(crate) fn set_output(&mut self, bytes: u64) {
         if bytes > self.output {
             self.budget.force_reserve(bytes - self.output);

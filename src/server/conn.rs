@@ -166,6 +166,11 @@ impl Conn {
             });
             self.track_request(lifecycle);
             return match status {
+                // Its response may take memory too: not while there is none.
+                Ok(ReadStatus::Request) if !self.reservation.room_for_response() => {
+                    self.wants_room = 1;
+                    Next::AwaitRoom
+                }
                 Ok(ReadStatus::Request) => {
                     self.end_transfer(Direction::Body);
                     Next::Serve
@@ -196,7 +201,7 @@ impl Conn {
                 }
                 Ok(Written::Partial) => {
                     self.reservation
-                        .set_output(self.http.pending_output() as u64);
+                        .set_output(self.http.output_memory() as u64);
                     return Some(Next::Wait);
                 }
                 Err(_) => return Some(Next::Close),
@@ -273,6 +278,19 @@ impl Conn {
         {
             transfer.paused += waited.elapsed();
         }
+    }
+
+    /// Whether this connection's output has been leaving slower than the
+    /// minimum write rate for at least `judged_after`, grace or not: the
+    /// first to go when memory runs out.
+    pub(super) fn writing_too_slowly(&self, rates: &Rates, judged_after: Duration) -> bool {
+        let Some(transfer) = self.transfer.filter(|t| t.direction == Direction::Output) else {
+            return false;
+        };
+        let elapsed = transfer.started.elapsed().saturating_sub(transfer.paused);
+        let moved = self.http.bytes_sent().saturating_sub(transfer.base);
+        elapsed >= judged_after
+            && (moved as f64) < rates.min_write_rate as f64 * elapsed.as_secs_f64()
     }
 
     /// When the current transfer fails its minimum rate or total, if one

@@ -1,6 +1,12 @@
 //! Sockets and threads: the acceptor, the readiness poller with the
-//! connection registry, and the fixed pool of workers; and the steps of
-//! the shutdown sequence that concern them.
+//! connection registry, the memory budget, and the fixed pool of workers;
+//! and the steps of the shutdown sequence that concern them.
+//!
+//! Data flows one way: acceptor -> registry (idle) -> poller (reads the
+//! whole request) -> queue -> worker (handler, non-blocking write) -> back
+//! to the registry (idle, or the rest of the write for the poller). See
+//! the crate docs for the rule this serves: a worker never waits on a
+//! client.
 
 mod acceptor;
 mod budget;

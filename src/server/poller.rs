@@ -12,6 +12,7 @@ use std::time::Instant;
 use mio::Events;
 
 use super::conn::Conn;
+use super::log_limit::RateLimitedWarning;
 use super::registry::{Expired, Next, Registry, State, WAKER};
 use crate::http::{BodyError, Limits, ReadBuffer, RequestError, Response, StatusCode};
 use crate::lifecycle::Lifecycle;
@@ -36,6 +37,7 @@ pub(crate) fn run(
     panic_for_test: bool,
 ) {
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let mut slow_writers = RateLimitedWarning::default();
     let mut driver = Driver {
         registry,
         limits,
@@ -67,6 +69,11 @@ pub(crate) fn run(
         }
         for conn in registry.take_to_poll() {
             driver.drive(conn);
+        }
+        if registry.shed_slow_writers() > 0 {
+            slow_writers.warn(|| {
+                "memory budget used up: reset connections reading their responses too slowly".into()
+            });
         }
         for conn in registry.take_room_waiters() {
             driver.drive(conn);
@@ -135,7 +142,7 @@ impl Driver<'_> {
             State::AwaitingRoom => Next::Refuse(
                 Response::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "server busy: no room for the request body, retry",
+                    "server busy: no memory left for requests, retry",
                     "DRYAD-SYS-5004",
                 )
                 .with_header("Retry-After", "1"),

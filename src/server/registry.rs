@@ -132,6 +132,9 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// call on, it is looked at again after this instead, so that the drain
 /// waits no longer than needed (the remainder is often a delayed ACK).
 const KERNEL_OUTPUT_CHECK: Duration = Duration::from_secs(1);
+/// Under memory pressure a writing connection is judged on its rate
+/// after this long, without waiting for the grace.
+const SHED_AFTER: Duration = Duration::from_secs(1);
 /// How long a body may wait for room before it is answered 503.
 const ROOM_WAIT: Duration = Duration::from_secs(1);
 /// Token of the poller's waker.
@@ -556,6 +559,36 @@ impl Registry {
             self.budget.waiting.fetch_sub(1, Ordering::SeqCst);
         }
         taken
+    }
+
+    /// When requests wait for room: resets the connections whose output
+    /// leaves slower than the minimum write rate (judged without the grace),
+    /// so that slow readers, not the requests behind them, pay for the
+    /// memory they hold. Returns how many it reset.
+    pub(crate) fn shed_slow_writers(&self) -> usize {
+        if self.budget.waiting.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
+        let rates = &self.timeouts.rates;
+        let shed: Vec<Box<Conn>> = {
+            let mut slots = self.lock();
+            slots
+                .slab
+                .iter_mut()
+                .filter(|(_, slot)| slot.state == State::Writing)
+                .filter(|(_, slot)| {
+                    slot.conn
+                        .as_ref()
+                        .is_some_and(|conn| conn.writing_too_slowly(rates, SHED_AFTER))
+                })
+                .filter_map(|(_, slot)| slot.conn.take())
+                .collect()
+        };
+        let count = shed.len();
+        for conn in shed {
+            self.close(conn);
+        }
+        count
     }
 
     /// Removes a connection and closes it; one with output still unwritten
