@@ -45,30 +45,9 @@ ref_bin="$ref_dir/target/release"
 loadgen="$ref_bin/loadgen"
 gremlins_bin="${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api"
 
-log() { printf '[attack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-in_list() { [[ ",$2," == *",$1,"* ]]; }
-
-# ------------------------------------------------------ owned processes ----
-declare -a owned=()
-own() { owned+=("$1"); }
-disown_pid() {
-  local keep=() p
-  for p in "${owned[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  owned=("${keep[@]+"${keep[@]}"}")
-}
-cleanup() {
-  local p
-  for p in "${owned[@]+"${owned[@]}"}"; do
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_NAME=attack
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
 
 # --------------------------------------------------------------- checks ----
 command -v cargo >/dev/null || die "cargo is missing"
@@ -92,9 +71,7 @@ report="$OUT_DIR/report.md"
 : >"$report"
 emit() { printf '%s\n' "$*" | tee -a "$report"; }
 
-hard=$(ulimit -Hn)
-[[ $hard == unlimited ]] && hard=1048576
-ulimit -n "$hard" 2>/dev/null || true
+raise_fd_limit
 ((SLOW_CONNECTIONS + 256 <= $(ulimit -n))) || die "ulimit -n $(ulimit -n) is too low for $SLOW_CONNECTIONS connections"
 
 # ---------------------------------------------------------------- build ----
@@ -106,19 +83,6 @@ log "building reference servers and loadgen (release)"
 cargo build --release --quiet --manifest-path "$ref_dir/Cargo.toml" --target-dir "$ref_dir/target"
 
 # -------------------------------------------------------------- helpers ----
-proc_field() {
-  awk -v k="$2:" '$1 == k { print $2; found = 1 } END { if (!found) print "-" }' \
-    "/proc/$1/status" 2>/dev/null || echo "-"
-}
-jget() { sed -n "s/.*\"$2\":\(\"[^\"]*\"\|[^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
-is_running() {
-  local state
-  state=$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
-kib_to_mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else print "-" }'; }
-fmt1() { awk -v v="$1" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.1f", v; else print "-" }'; }
-
 # start_server NAME PORT: in the background, waits for GET /; sets SERVER_PID.
 start_server() {
   local name=$1 addr="127.0.0.1:$2"
@@ -136,16 +100,6 @@ start_server() {
   own "$SERVER_PID"
   "$loadgen" probe --addr "$addr" --pid "$SERVER_PID" --timeout-secs "$READY_TIMEOUT" ||
     die "$name did not answer on $addr (log: $SERVER_LOG)"
-}
-
-# stop_server PID: SIGTERM, bounded wait, SIGKILL; sets SERVER_EXIT.
-stop_server() {
-  local pid=$1
-  "$loadgen" stop --pid "$pid" --max-secs "$STOP_TIMEOUT" >/dev/null 2>>"$OUT_DIR/logs/loadgen.err" ||
-    kill -KILL "$pid" 2>/dev/null || true
-  SERVER_EXIT=0
-  wait "$pid" 2>/dev/null || SERVER_EXIT=$?
-  disown_pid "$pid"
 }
 
 # seed_events PORT: stores SEED_EVENTS events of ~200 bytes each (pipelined

@@ -44,31 +44,9 @@ ref_bin="$ref_dir/target/release"
 loadgen="$ref_bin/loadgen"
 gremlins_bin="${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api"
 
-log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-in_list() { [[ ",$2," == *",$1,"* ]]; }
-
-# ------------------------------------------------------ owned processes ----
-# PIDs this script started and has not reaped yet; killed on any exit.
-declare -a owned=()
-own() { owned+=("$1"); }
-disown_pid() {
-  local keep=() p
-  for p in "${owned[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  owned=("${keep[@]+"${keep[@]}"}")
-}
-cleanup() {
-  local p
-  for p in "${owned[@]+"${owned[@]}"}"; do
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_NAME=compare
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
 
 # --------------------------------------------------------------- checks ----
 command -v wrk >/dev/null || die "wrk is missing (Debian: apt-get install wrk)"
@@ -90,9 +68,7 @@ emit() { printf '%s\n' "$*" | tee -a "$report"; }
 
 # File descriptors: the idle section holds IDLE_CONNECTIONS sockets in the
 # load tool and as many in the server, each its own process.
-hard=$(ulimit -Hn)
-[[ $hard == unlimited ]] && hard=1048576
-ulimit -n "$hard" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+raise_fd_limit
 fd_limit=$(ulimit -n)
 if ((IDLE_CONNECTIONS + 1024 > fd_limit)); then
   log "ulimit -n is $fd_limit: idle section reduced to $((fd_limit - 1024)) connections"
@@ -109,34 +85,6 @@ log "building reference servers and loadgen (release)"
 cargo build --release --quiet --manifest-path "$ref_dir/Cargo.toml" --target-dir "$ref_dir/target"
 
 # -------------------------------------------------------------- helpers ----
-# proc_field PID KEY: a field of /proc/PID/status ("Threads", "VmHWM" in kB), or "-".
-proc_field() {
-  awk -v k="$2:" '$1 == k { print $2; found = 1 } END { if (!found) print "-" }' \
-    "/proc/$1/status" 2>/dev/null || echo "-"
-}
-# jget JSON KEY: a scalar from one of loadgen's flat JSON lines.
-jget() { sed -n "s/.*\"$2\":\(\"[^\"]*\"\|[^,}]*\).*/\1/p" <<<"$1" | tr -d '"'; }
-# median < numbers: median of the numeric lines on stdin, "-" if none.
-numbers() { grep -E '^-?[0-9.]+$' || true; }
-median() {
-  numbers | sort -g |
-    awk '{ a[NR] = $1 } END {
-      if (NR == 0) print "-";
-      else if (NR % 2) print a[(NR + 1) / 2];
-      else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-maxof() { numbers | sort -g | awk '{ m = $1 } END { print (NR ? m : "-") }'; }
-sumof() { numbers | awk '{ s += $1 } END { print s + 0 }'; }
-# is_running PID: true while PID exists and is not a zombie (an exited child
-# stays a zombie until this script reaps it).
-is_running() {
-  local state
-  state=$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
-kib_to_mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else print "-" }'; }
-fmt1() { awk -v v="$1" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.1f", v; else print "-" }'; }
-fmt2() { awk -v v="$1" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.2f", v; else print "-" }'; }
 # counts < words: "0×9, 143×1"
 counts() { { grep . || true; } | sort | uniq -c | awk '{ printf "%s%s×%s", (NR > 1 ? ", " : ""), $2, $1 }'; }
 
@@ -164,24 +112,6 @@ start_server() {
     tail -n 20 "$SERVER_LOG" >&2 || true
     die "$name did not answer on $addr (log: $SERVER_LOG)"
   fi
-}
-
-# reap PID: waits for an exited (or killed) child, sets SERVER_EXIT.
-reap() {
-  SERVER_EXIT=0
-  wait "$1" 2>/dev/null || SERVER_EXIT=$?
-  disown_pid "$1"
-}
-
-# stop_server PID: SIGTERM, bounded wait, SIGKILL if still running; sets
-# STOP_JSON (loadgen stop's report, or empty if it had already died) and
-# SERVER_EXIT.
-stop_server() {
-  local pid=$1
-  if ! STOP_JSON=$("$loadgen" stop --pid "$pid" --max-secs "$STOP_TIMEOUT" 2>>"$OUT_DIR/logs/loadgen.err"); then
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  reap "$pid"
 }
 
 # sample_threads_during JOB SERVER_PID SECONDS: while background JOB runs (at

@@ -33,29 +33,9 @@ BUILD=${BUILD:-1}            # 0: use the binaries as they are
 READY_TIMEOUT=15
 STOP_TIMEOUT=10
 
-log() { printf '[syscalls %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-# ------------------------------------------------------ owned processes ----
-declare -a owned=()
-own() { owned+=("$1"); }
-disown_pid() {
-  local keep=() p
-  for p in "${owned[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  owned=("${keep[@]+"${keep[@]}"}")
-}
-cleanup() {
-  local p
-  for p in "${owned[@]+"${owned[@]}"}"; do
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_NAME=syscalls
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
 
 # --------------------------------------------------------------- checks ----
 command -v wrk >/dev/null || die "wrk is missing (Debian: apt-get install wrk)"
@@ -77,16 +57,8 @@ fi
 if [[ -z $OUT_DIR ]]; then
   OUT_DIR=$(mktemp -d -t gremlins-syscalls.XXXXXX)
 fi
-mkdir -p "$OUT_DIR"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-median() {
-  grep -E '^-?[0-9.]+$' | sort -g |
-    awk '{ a[NR] = $1 } END {
-      if (NR == 0) print "-";
-      else if (NR % 2) print a[(NR + 1) / 2];
-      else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+mkdir -p "$OUT_DIR/logs"
+raise_fd_limit
 
 # ------------------------------------------------------------------ run ----
 tsv="$OUT_DIR/syscalls.tsv"
@@ -113,16 +85,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   wait "$wrk_pid" || log "wrk exited non-zero (see $OUT_DIR/wrk-$round.txt)"
   disown_pid "$wrk_pid"
 
-  kill -TERM "$server" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$server" 2>/dev/null || break
-    # A zombie still answers kill -0: stop at state Z.
-    [[ $(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$server/stat" 2>/dev/null) == Z ]] && break
-    sleep 0.1
-  done
-  kill -KILL "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  disown_pid "$server"
+  stop_server "$server"
 
   rps=$(awk '/^Requests\/sec:/ { print $2 }' "$OUT_DIR/wrk-$round.txt")
   errs=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$OUT_DIR/wrk-$round.txt")
