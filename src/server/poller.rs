@@ -13,7 +13,7 @@ use mio::Events;
 
 use super::conn::Conn;
 use super::log_limit::RateLimitedWarning;
-use super::registry::{Expired, Next, Registry, State, WAKER};
+use super::registry::{self, Expired, Next, Registry, State, WAKER};
 use crate::http::{BodyError, Limits, ReadBuffer, RequestError, Response, StatusCode};
 use crate::lifecycle::Lifecycle;
 
@@ -139,14 +139,7 @@ impl Driver<'_> {
                 "DRYAD-HTTP-4080",
             )),
             State::ReadingBody => Next::Refuse(RequestError::Body(BodyError::TimedOut).response()),
-            State::AwaitingRoom => Next::Refuse(
-                Response::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server busy: no memory left for requests, retry",
-                    "DRYAD-SYS-5004",
-                )
-                .with_header("Retry-After", "1"),
-            ),
+            State::AwaitingRoom => Next::Refuse(registry::out_of_room()),
             // Too slow a reader, or a lingering client that stays.
             State::Writing | State::Lingering => Next::Close,
             State::Polling | State::Queued | State::Handling => {

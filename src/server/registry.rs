@@ -740,6 +740,17 @@ fn overloaded() -> Response {
     .with_header("Retry-After", "1")
 }
 
+/// The answer to a request that waited a second for room in the memory
+/// budget.
+pub(crate) fn out_of_room() -> Response {
+    Response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server busy: no memory left for requests, retry",
+        "DRYAD-SYS-5004",
+    )
+    .with_header("Retry-After", "1")
+}
+
 /// The answer to a request that arrives after the shutdown deadline.
 pub(crate) fn shutting_down() -> Response {
     Response::error(
