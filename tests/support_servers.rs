@@ -256,11 +256,12 @@ fn spawn_helper(mode: &str) -> (std::process::Child, Vec<Reported>) {
     let stdout = helper.stdout.take().expect("piped stdout");
     let (lines_tx, lines) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
+        // Read to the end even once nobody listens: closing the pipe early
+        // would fail the helper's last writes (its test summary) with EPIPE,
+        // and libtest then exits 101.
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
+            let _ = lines_tx.send(line);
         }
     });
     let deadline = Instant::now() + HELPER_TIMEOUT;
