@@ -386,7 +386,19 @@ impl Client {
 
     fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
+        // A signal to the test process (a child's exit) interrupts a read;
+        // that is no answer from the server, so read again (a bounded
+        // number of times).
+        let mut read = self.stream.read(&mut chunk);
+        for _ in 0..100 {
+            match &read {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                    read = self.stream.read(&mut chunk);
+                }
+                _ => break,
+            }
+        }
+        match read {
             Ok(0) => Err(format!(
                 "connection closed after {} unparsed bytes",
                 self.buffer.len()
