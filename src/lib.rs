@@ -59,9 +59,9 @@
 //!   refused at start).
 //!
 //! ```
-//! use gremlins_api::{Config, Response, Server, StatusCode};
+//! use gremlins_api::{Response, Server, ServerConfig, StatusCode};
 //!
-//! let mut config = Config::default();
+//! let mut config = ServerConfig::default();
 //! config.listen = "127.0.0.1:0".parse().unwrap();
 //! let server = Server::bind(config).unwrap();
 //! let handle = server.shutdown_handle();
@@ -85,13 +85,15 @@
 //! ```
 
 pub mod app;
-pub mod config;
+mod config;
 mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod server;
 
-pub use config::Config;
+#[doc(hidden)]
+pub use config::SupervisedThread;
+pub use config::{ConfigError, ServerConfig};
 pub use error::Error;
 pub use http::{Request, Response, StatusCode};
 pub use lifecycle::{

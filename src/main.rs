@@ -1,10 +1,13 @@
-//! The reference service binary: configuration, logging, the app, the
+//! The reference service binary: the command line, logging, the app, the
 //! server, and the exit code its shutdown report gives.
+
+mod cli;
 
 use std::process::ExitCode;
 
-use gremlins_api::app::App;
-use gremlins_api::{Config, Error, Server, SignalListener};
+use clap::Parser;
+use gremlins_api::app::{App, ServiceConfig};
+use gremlins_api::{Error, Server, ServerConfig, SignalListener};
 
 /// Why the binary could not run the service.
 #[derive(Debug)]
@@ -40,11 +43,18 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let config = Config::from_args();
+    let args = cli::Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    match run(config) {
+    let (server_config, service_config) = match args.into_configs() {
+        Ok(configs) => configs,
+        Err(message) => {
+            log::error!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(server_config, &service_config) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             let mut message = format!("error: {error}");
@@ -59,12 +69,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> Result<u8, Failure> {
-    let app_config = config.clone();
-    let server = Server::bind(config)?;
+fn run(server_config: ServerConfig, service_config: &ServiceConfig) -> Result<u8, Failure> {
+    let server = Server::bind(server_config)?;
     let shutdown = server.shutdown_handle();
     let _signals = SignalListener::install(shutdown.clone()).map_err(Error::Signals)?;
-    let app = App::new(&app_config, shutdown, server.stats()).map_err(Failure::App)?;
+    let app = App::new(service_config, shutdown, server.stats()).map_err(Failure::App)?;
     let report = server.run(app)?;
     log::info!("{}", report.to_json());
     Ok(report.exit_code)

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gremlins_api::{
-    Config, EXIT_CLEANUP_FAILED, Request, Response, Server, SignalListener, StatusCode,
+    EXIT_CLEANUP_FAILED, Request, Response, Server, ServerConfig, SignalListener, StatusCode,
 };
 use serde_json::{Value, json};
 use support::{Client, Service};
@@ -48,7 +48,7 @@ fn fixture(hooks: &str) -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    let mut config = Config::default();
+    let mut config = ServerConfig::default();
     config.listen = "127.0.0.1:0".parse().expect("a socket address");
     config.workers = 2;
     config.cleanup_timeout = Duration::from_millis(

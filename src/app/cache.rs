@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use redis::{Commands, RedisResult};
 
 use super::clients::{self, Owned};
+use super::redact::redact_url;
 use super::store::Event;
-use crate::config::redact_url;
 
 /// After a Redis error, workers leave Redis alone this long, so a dead
 /// Redis costs one timeout per second rather than one per request.

@@ -3,9 +3,11 @@
 
 mod cache;
 mod clients;
+mod config;
 mod counters;
 mod events;
 mod metrics;
+mod redact;
 mod spool;
 pub mod store;
 
@@ -13,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
 use crate::http::{Request, Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
 use crate::server::{Handler, Stats};
 
 pub use cache::{COUNTERS_KEY, Cache};
+pub use config::ServiceConfig;
 pub use counters::{PeriodicFlush, RequestCounters, TOTAL_FIELD};
 use metrics::{Metrics, RequestLabels};
 use spool::Spool;
@@ -83,11 +85,11 @@ impl App {
     /// dir, `TMPDIR`) or the counter flush thread cannot be started; the
     /// error's message says which.
     pub fn new(
-        config: &Config,
+        config: &ServiceConfig,
         shutdown: ShutdownHandle,
         stats: Arc<Stats>,
     ) -> std::io::Result<Self> {
-        if config.enable_test_routes {
+        if config.test_routes {
             log::warn!(
                 "TEST ROUTES ENABLED: /test/sleep and /test/panic are served; never do this in production"
             );
@@ -143,7 +145,7 @@ impl App {
             counters,
             shutdown,
             stats,
-            test_routes: config.enable_test_routes,
+            test_routes: config.test_routes,
             readiness: Mutex::new(None),
             checking: AtomicBool::new(false),
         })

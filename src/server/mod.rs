@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use crate::config::Config;
+use crate::config::{ServerConfig, SupervisedThread};
 use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::lifecycle::coordinator::{self, Drain, Timeouts};
@@ -36,9 +36,6 @@ use budget::Budget;
 use conn::Conn;
 use registry::{Next, Registry};
 use worker::{RunningSlot, WorkerContext};
-
-pub(crate) use conn::Rates;
-pub(crate) use registry::Timeouts as ClientTimeouts;
 
 /// Answers requests. Implemented for every
 /// `Fn(&mut Request) -> Response + Send + Sync + 'static`.
@@ -123,7 +120,7 @@ impl Drop for Supervised<'_> {
 /// A bound server, not serving yet.
 #[derive(Debug)]
 pub struct Server {
-    config: Config,
+    config: ServerConfig,
     listener: TcpListener,
     local_addr: SocketAddr,
     lifecycle: Arc<Lifecycle>,
@@ -135,7 +132,7 @@ impl Server {
     /// queued by the kernel from here on and served once [`run`] starts.
     ///
     /// [`run`]: Self::run
-    pub fn bind(config: Config) -> Result<Self, Error> {
+    pub fn bind(config: ServerConfig) -> Result<Self, Error> {
         config.validate()?;
         let listener = listener::bind(config.listen).map_err(|source| Error::Bind {
             addr: config.listen,
@@ -189,7 +186,7 @@ impl Server {
         let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
         let _ = stats.queue.set(queue_rx.clone());
         let (registry, poll) = Registry::new(
-            config.registry_timeouts(),
+            client_timeouts(&config),
             config.max_buffered_bytes,
             queue_tx,
             Arc::clone(&lifecycle),
@@ -232,7 +229,7 @@ impl Server {
             let registry = Arc::clone(&registry);
             let lifecycle = Arc::clone(&lifecycle);
             let limits = config.limits();
-            let panic_for_test = config.test_panic_thread.as_deref() == Some("poller");
+            let panic_for_test = config.test_panic_thread == Some(SupervisedThread::Poller);
             std::thread::Builder::new()
                 .name("poller".into())
                 .spawn(move || {
@@ -257,7 +254,7 @@ impl Server {
             Arc::clone(&lifecycle),
             Arc::clone(&stats),
             config.max_connections,
-            config.test_panic_thread.as_deref() == Some("acceptor"),
+            config.test_panic_thread == Some(SupervisedThread::Acceptor),
         ) {
             Ok(acceptor) => threads.acceptor = Some(acceptor),
             Err(error) => {
@@ -275,6 +272,21 @@ impl Server {
             cleanup: config.cleanup_timeout,
         };
         Ok(coordinator::run(&lifecycle, timeouts, &mut threads))
+    }
+}
+
+/// The timeouts and minimum rates of the server's waits on clients.
+fn client_timeouts(config: &ServerConfig) -> registry::Timeouts {
+    registry::Timeouts {
+        idle: config.idle_timeout,
+        header: config.header_timeout,
+        rates: conn::Rates {
+            min_body_rate: config.min_body_rate,
+            min_write_rate: config.min_write_rate,
+            grace: config.min_rate_grace,
+            body_timeout: config.body_timeout,
+            write_timeout: config.write_timeout,
+        },
     }
 }
 

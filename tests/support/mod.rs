@@ -603,9 +603,9 @@ pub struct EchoServer {
 impl EchoServer {
     /// Binds 127.0.0.1:0 with test-friendly timeouts, lets `configure`
     /// change the config, and serves on a thread.
-    pub fn start(configure: impl FnOnce(&mut gremlins_api::Config)) -> Self {
-        use gremlins_api::{Config, Request, Response, Server, StatusCode};
-        let mut config = Config::default();
+    pub fn start(configure: impl FnOnce(&mut gremlins_api::ServerConfig)) -> Self {
+        use gremlins_api::{Request, Response, Server, ServerConfig, StatusCode};
+        let mut config = ServerConfig::default();
         config.listen = "127.0.0.1:0".parse().expect("loopback address");
         config.workers = 2;
         config.shutdown_timeout = Duration::from_secs(5);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Config, redact_url};
+use super::config::ServiceConfig;
+use super::redact::redact_url;
 
 pub use self::memory::MemoryStore;
 pub use self::postgres::{PostgresConnection, PostgresStore};
@@ -84,7 +85,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 }
 
 /// The store the configuration asks for.
-pub fn open(config: &Config) -> Arc<dyn Store> {
+pub fn open(config: &ServiceConfig) -> Arc<dyn Store> {
     match &config.database_url {
         Some(url) => {
             log::info!("events store: PostgreSQL at {}", redact_url(url));
