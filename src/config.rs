@@ -130,16 +130,17 @@ pub enum SupervisedThread {
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let limits = Limits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 16,
             queue_capacity: 1024,
             max_connections: 1024,
             max_requests_per_connection: 0,
-            max_head_bytes: 16 * 1024,
-            max_headers: 64,
-            max_uri_bytes: 8 * 1024,
-            max_body_bytes: 1024 * 1024,
+            max_head_bytes: limits.max_head_bytes,
+            max_headers: limits.max_headers,
+            max_uri_bytes: limits.max_uri_bytes,
+            max_body_bytes: limits.max_body_bytes,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(120),

@@ -95,7 +95,7 @@ pub mod server;
 pub use config::SupervisedThread;
 pub use config::{ConfigError, ServerConfig};
 pub use error::Error;
-pub use http::{Request, Response, StatusCode};
+pub use http::{ParsedRequest, Request, Response, StatusCode};
 pub use lifecycle::{
     EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Phase, ShutdownHandle,
     ShutdownReport, SignalListener,

@@ -72,8 +72,8 @@ impl ReadBuffer {
         Some(&mut self.bytes[self.end..])
     }
 
-    /// Appends bytes as if they had been read (for tests of the decoders).
-    #[cfg(test)]
+    /// Appends bytes as if they had been read from a socket (for requests
+    /// built from bytes, and tests of the decoders).
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.bytes.truncate(self.end);
         self.bytes.extend_from_slice(bytes);

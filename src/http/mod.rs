@@ -21,5 +21,5 @@ pub(crate) use buffer::ReadBuffer;
 pub use connection::{Buffers, Connection, KeepAlive, ReadStatus, RequestError, Written};
 pub use head::HeadError;
 pub use limits::{Limits, MAX_HEADERS_CEILING};
-pub use request::Request;
+pub use request::{ParsedRequest, Request};
 pub use response::{Response, StatusCode};

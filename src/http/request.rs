@@ -3,8 +3,11 @@
 
 use std::io;
 
-use super::body::BodyError;
-use super::head::Head;
+use super::body::{BodyDecoder, BodyError, Decoded};
+use super::buffer::ReadBuffer;
+use super::connection::RequestError;
+use super::head::{self, Head, HeadError, Parsed};
+use super::limits::Limits;
 
 /// One request, complete in memory: the engine read the head and the
 /// whole body (decoded, if it was chunked) before calling the handler, so
@@ -86,8 +89,103 @@ impl<'c> Request<'c> {
     }
 }
 
+/// A request parsed from bytes by the engine's own parser, with no
+/// socket: for testing handlers.
+///
+/// ```
+/// use gremlins_api::{ParsedRequest, Response, StatusCode};
+///
+/// fn hello(request: &mut gremlins_api::Request<'_>) -> Response {
+///     let name = request.query_param("name").unwrap_or("world");
+///     Response::text(StatusCode::OK, format!("hello, {name}"))
+/// }
+///
+/// let parsed = ParsedRequest::parse(b"GET /?name=you HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+/// let response = hello(&mut parsed.request());
+/// assert_eq!(response.body(), b"hello, you");
+/// ```
+#[derive(Debug)]
+pub struct ParsedRequest {
+    head: Head,
+    body: Vec<u8>,
+}
+
+impl ParsedRequest {
+    /// Parses one whole request, head and body (framed by
+    /// `Content-Length` or chunked), from `bytes`, as the server would
+    /// with the default [`Limits`]. Bytes after the request are ignored.
+    /// Fails as the server would refuse it; an unfinished head is
+    /// malformed, an unfinished body incomplete.
+    pub fn parse(bytes: &[u8]) -> Result<Self, RequestError> {
+        let limits = Limits::default();
+        let mut head = Head::default();
+        let length = match head::parse(bytes, &limits, &mut head) {
+            Ok(Parsed::Complete(length)) => length,
+            Ok(Parsed::Partial) => return Err(RequestError::Head(HeadError::Malformed)),
+            Err(error) => return Err(RequestError::Head(error)),
+        };
+        let mut body = Vec::new();
+        if let Some(framing) = head.framing {
+            let mut input = ReadBuffer::default();
+            input.push(&bytes[length..]);
+            let decoded = BodyDecoder::new(framing, limits.max_body_bytes)
+                .advance(&mut input, &mut body, limits.max_body_bytes)
+                .map_err(RequestError::Body)?;
+            if decoded != Decoded::Complete {
+                return Err(RequestError::Body(BodyError::Incomplete));
+            }
+        }
+        Ok(Self { head, body })
+    }
+
+    /// The request, as a handler sees it.
+    pub fn request(&self) -> Request<'_> {
+        Request::new(&self.head, &self.body)
+    }
+}
+
 impl io::Read for Request<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.read_body(out).map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_parsed_from_bytes_has_its_head_and_chunked_body() {
+        let parsed = ParsedRequest::parse(
+            b"POST /v1/events?x=1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
+              Idempotency-Key: k\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .expect("a valid request");
+        let mut request = parsed.request();
+        assert_eq!(request.method(), "POST");
+        assert_eq!(request.path(), "/v1/events");
+        assert_eq!(request.query_param("x"), Some("1"));
+        assert_eq!(request.header("idempotency-key"), Some("k"));
+        assert_eq!(request.body_to_vec().expect("in memory"), b"abcde");
+    }
+
+    #[test]
+    fn bytes_the_server_would_refuse_are_refused_alike() {
+        assert_eq!(
+            ParsedRequest::parse(
+                b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            )
+            .map(|_| ()),
+            Err(RequestError::Head(HeadError::BadContentLength))
+        );
+        assert_eq!(
+            ParsedRequest::parse(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab")
+                .map(|_| ()),
+            Err(RequestError::Body(BodyError::Incomplete))
+        );
+        assert_eq!(
+            ParsedRequest::parse(b"GET / HTTP/1.1\r\nHost: t\r\n").map(|_| ()),
+            Err(RequestError::Head(HeadError::Malformed))
+        );
     }
 }

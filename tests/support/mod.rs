@@ -242,6 +242,15 @@ impl Drop for Service {
     }
 }
 
+/// Seconds since boot (CLOCK_BOOTTIME, as /proc/uptime gives it), to
+/// match a log line against a kernel trace.
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 pub fn proc_status_field(pid: u32, field: &str) -> u64 {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
@@ -393,6 +402,10 @@ impl Client {
         for _ in 0..100 {
             match &read {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                    eprintln!(
+                        "test client: a read was interrupted (EINTR) at {} s since boot; reading again",
+                        uptime()
+                    );
                     read = self.stream.read(&mut chunk);
                 }
                 _ => break,
