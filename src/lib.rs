@@ -90,6 +90,7 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod server;
+mod wire_error;
 
 pub use config::Config;
 pub use error::Error;
@@ -99,3 +100,4 @@ pub use lifecycle::{
     ShutdownReport, SignalListener,
 };
 pub use server::{Handler, Server};
+pub use wire_error::WireError;

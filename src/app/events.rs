@@ -83,10 +83,7 @@ pub(crate) fn create(services: &Services, request: &mut Request<'_>) -> Response
     };
     let body = match services.spool.read_body(request) {
         Ok(body) => body,
-        Err(SpoolError::Body(error)) => {
-            let (status, code, message) = error.answer();
-            return Response::error(status, message, code);
-        }
+        Err(SpoolError::Body(error)) => return error.wire_error().response(),
         Err(SpoolError::Io(error)) => {
             log::error!("events: spooling a request body failed: {error}");
             return Response::error(
