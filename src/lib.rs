@@ -83,6 +83,13 @@
 //! assert_eq!(report.exit_code, 0);
 //! assert_eq!(report.hooks[0].name, "say-goodbye");
 //! ```
+//!
+//! # Error answers
+//!
+//! Every error answer, the engine's and the reference service's, is a
+//! [`WireError`]: a status, a stable code (`DRYAD-<AREA>-<NNNN>`) and a
+//! message, in a short JSON body. Its docs hold the table of codes, with
+//! when each is sent and whether a client should retry.
 
 pub mod app;
 pub mod config;

@@ -34,7 +34,8 @@ use crate::http::{Response, StatusCode};
 /// matches on: codes are stable (one is never reused for another meaning)
 /// and unique. Messages are for people and may change; some answers carry
 /// a detailed message (which field is wrong, and why). Numbers are unique
-/// across areas too.
+/// across areas too, except 4001 to 4005, which `HTTP` and `APP` both used
+/// before this table: match the whole code, never the number alone.
 ///
 /// An answer marked "`Retry-After: 1`" carries that header; retrying one
 /// marked "no" sends the same refusal again.
@@ -59,16 +60,30 @@ use crate::http::{Response, StatusCode};
 /// | `DRYAD-SYS-5002` | 503 | [`TooManyConnections`](WireError::TooManyConnections) | `max_connections` are open and none is idle | yes, after `Retry-After: 1` |
 /// | `DRYAD-SYS-5003` | 503 | [`ShutdownDeadline`](WireError::ShutdownDeadline) | the server is stopping and did not get to this request; it was never run | yes, safe: on another instance |
 /// | `DRYAD-SYS-5004` | 503 | [`OutOfMemory`](WireError::OutOfMemory) | the body waited a second for room in `max_buffered_bytes` | yes, after `Retry-After: 1` |
+/// | `DRYAD-SYS-5005` | 503 | [`NotReadyShuttingDown`](WireError::NotReadyShuttingDown) | `/readyz`: the server is shutting down | no: send traffic elsewhere |
+/// | `DRYAD-SYS-5006` | 503 | [`SpoolFailed`](WireError::SpoolFailed) | a large request body could not be written to the spool; nothing was stored | yes, later |
+/// | `DRYAD-APP-4001` | 400 | [`BadSleep`](WireError::BadSleep) | `/test/sleep` (test routes only): `ms` is not a whole number | no: fix the request |
+/// | `DRYAD-APP-4002` | 400 | [`InvalidJson`](WireError::InvalidJson) | the body is not valid JSON | no: fix the body |
+/// | `DRYAD-APP-4003` | 400 | [`BadIdempotencyKey`](WireError::BadIdempotencyKey) | `Idempotency-Key` is not 1 to 255 visible ASCII characters | no: fix the key |
+/// | `DRYAD-APP-4004` | 400 | [`BadAfter`](WireError::BadAfter) | `after` is not an event id | no: fix the query |
+/// | `DRYAD-APP-4005` | 400 | [`BadLimit`](WireError::BadLimit) | `limit` is not a number from 1 to the largest page | no: fix the query |
+/// | `DRYAD-APP-4040` | 404 | [`NoSuchRoute`](WireError::NoSuchRoute) | no route has this path | no |
+/// | `DRYAD-APP-4041` | 404 | [`NoSuchEvent`](WireError::NoSuchEvent) | no event has this id | no |
+/// | `DRYAD-APP-4050` | 405 | [`MethodNotAllowed`](WireError::MethodNotAllowed) | the route does not take this method; `Allow` lists those it takes | no: use a method from `Allow` |
+/// | `DRYAD-APP-4091` | 409 | [`IdempotencyKeyConflict`](WireError::IdempotencyKeyConflict) | this `Idempotency-Key` was used for a different event | no: use a new key for a new event |
+/// | `DRYAD-APP-4221` | 422 | [`InvalidEvent`](WireError::InvalidEvent) | the event is valid JSON but not a valid event (the message says why) | no: fix the event |
+/// | `DRYAD-DB-5031` | 503 | [`DatabaseUnavailable`](WireError::DatabaseUnavailable) | the database failed or is unreachable; nothing was stored | yes, after `Retry-After: 1`, with the same `Idempotency-Key` |
+/// | `DRYAD-DB-5032` | 503 | [`NotReadyDatabase`](WireError::NotReadyDatabase) | `/readyz`: the database is unreachable | yes: probe again |
 ///
 /// The table above is checked against [`WireError::ALL`] by a unit test.
 ///
 /// ```
 /// use gremlins_api::{StatusCode, WireError};
 ///
-/// let error = WireError::UriTooLong;
-/// assert_eq!(error.status(), StatusCode::URI_TOO_LONG);
-/// assert_eq!(error.code(), "DRYAD-HTTP-4141");
-/// assert_eq!(error.response().status(), StatusCode::URI_TOO_LONG);
+/// let error = WireError::NoSuchRoute;
+/// assert_eq!(error.status(), StatusCode::NOT_FOUND);
+/// assert_eq!(error.code(), "DRYAD-APP-4040");
+/// assert_eq!(error.response().status(), StatusCode::NOT_FOUND);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -129,6 +144,47 @@ pub enum WireError {
     /// 503 `DRYAD-SYS-5004`, with `Retry-After: 1`: the body waited a
     /// second for room in the memory budget; retry after a second.
     OutOfMemory,
+    /// 503 `DRYAD-SYS-5005` from `/readyz`: the server is shutting down;
+    /// do not retry, send traffic elsewhere.
+    NotReadyShuttingDown,
+    /// 503 `DRYAD-SYS-5006`: a large request body could not be written to
+    /// the spool, so nothing was stored; retry later.
+    SpoolFailed,
+    /// 400 `DRYAD-APP-4001` from `/test/sleep`: `ms` is not a whole number
+    /// of milliseconds; do not retry it unchanged.
+    BadSleep,
+    /// 400 `DRYAD-APP-4002`: the body is not valid JSON; do not retry it
+    /// unchanged.
+    InvalidJson,
+    /// 400 `DRYAD-APP-4003`: `Idempotency-Key` is not 1 to 255 visible
+    /// ASCII characters; do not retry it unchanged.
+    BadIdempotencyKey,
+    /// 400 `DRYAD-APP-4004`: `after` is not an event id; do not retry it
+    /// unchanged.
+    BadAfter,
+    /// 400 `DRYAD-APP-4005`: `limit` is out of range; do not retry it
+    /// unchanged.
+    BadLimit,
+    /// 404 `DRYAD-APP-4040`: no route has this path; do not retry.
+    NoSuchRoute,
+    /// 404 `DRYAD-APP-4041`: no event has this id; do not retry.
+    NoSuchEvent,
+    /// 405 `DRYAD-APP-4050`: the route does not take this method (the
+    /// caller adds `Allow`); retry with a method it lists.
+    MethodNotAllowed,
+    /// 409 `DRYAD-APP-4091`: the `Idempotency-Key` was used for a
+    /// different event; do not retry, use a new key for a new event.
+    IdempotencyKeyConflict,
+    /// 422 `DRYAD-APP-4221`: valid JSON but not a valid event (a detailed
+    /// message says why); do not retry it unchanged.
+    InvalidEvent,
+    /// 503 `DRYAD-DB-5031`, with `Retry-After: 1`: the database failed, so
+    /// nothing was stored; retry after a second with the same
+    /// `Idempotency-Key`.
+    DatabaseUnavailable,
+    /// 503 `DRYAD-DB-5032` from `/readyz`: the database is unreachable;
+    /// probe again.
+    NotReadyDatabase,
 }
 
 /// One row of the table.
@@ -180,6 +236,20 @@ impl WireError {
         Self::TooManyConnections,
         Self::ShutdownDeadline,
         Self::OutOfMemory,
+        Self::NotReadyShuttingDown,
+        Self::SpoolFailed,
+        Self::BadSleep,
+        Self::InvalidJson,
+        Self::BadIdempotencyKey,
+        Self::BadAfter,
+        Self::BadLimit,
+        Self::NoSuchRoute,
+        Self::NoSuchEvent,
+        Self::MethodNotAllowed,
+        Self::IdempotencyKeyConflict,
+        Self::InvalidEvent,
+        Self::DatabaseUnavailable,
+        Self::NotReadyDatabase,
     ];
 
     /// The table: the one place a status, code and message are written.
@@ -275,6 +345,59 @@ impl WireError {
                 "server busy: no memory left for requests, retry",
             )
             .retry_after(),
+            Self::NotReadyShuttingDown => {
+                Row::new(S::SERVICE_UNAVAILABLE, "DRYAD-SYS-5005", "shutting down")
+            }
+            Self::SpoolFailed => Row::new(
+                S::SERVICE_UNAVAILABLE,
+                "DRYAD-SYS-5006",
+                "could not buffer the request body",
+            ),
+            Self::BadSleep => Row::new(
+                S::BAD_REQUEST,
+                "DRYAD-APP-4001",
+                "ms must be a whole number of milliseconds",
+            ),
+            Self::InvalidJson => {
+                Row::new(S::BAD_REQUEST, "DRYAD-APP-4002", "body is not valid JSON")
+            }
+            Self::BadIdempotencyKey => Row::new(
+                S::BAD_REQUEST,
+                "DRYAD-APP-4003",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            ),
+            Self::BadAfter => Row::new(
+                S::BAD_REQUEST,
+                "DRYAD-APP-4004",
+                "`after` must be an event id",
+            ),
+            Self::BadLimit => Row::new(S::BAD_REQUEST, "DRYAD-APP-4005", "`limit` is out of range"),
+            Self::NoSuchRoute => Row::new(S::NOT_FOUND, "DRYAD-APP-4040", "no such route"),
+            Self::NoSuchEvent => Row::new(S::NOT_FOUND, "DRYAD-APP-4041", "no such event"),
+            Self::MethodNotAllowed => Row::new(
+                S::METHOD_NOT_ALLOWED,
+                "DRYAD-APP-4050",
+                "method not allowed on this route",
+            ),
+            Self::IdempotencyKeyConflict => Row::new(
+                S::CONFLICT,
+                "DRYAD-APP-4091",
+                "this Idempotency-Key was used for a different event",
+            ),
+            Self::InvalidEvent => {
+                Row::new(S::UNPROCESSABLE_ENTITY, "DRYAD-APP-4221", "invalid event")
+            }
+            Self::DatabaseUnavailable => Row::new(
+                S::SERVICE_UNAVAILABLE,
+                "DRYAD-DB-5031",
+                "the database is unavailable; retry later (with the same Idempotency-Key)",
+            )
+            .retry_after(),
+            Self::NotReadyDatabase => Row::new(
+                S::SERVICE_UNAVAILABLE,
+                "DRYAD-DB-5032",
+                "the database is unreachable",
+            ),
         }
     }
 
@@ -323,6 +446,11 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     use super::*;
+
+    /// The numbers `HTTP` and `APP` both used before the table existed;
+    /// kept, since clients match on these codes. No other number may be
+    /// shared.
+    const SHARED_BY_HTTP_AND_APP: [&str; 5] = ["4001", "4002", "4003", "4004", "4005"];
 
     /// `(area, number)` of a well-formed code.
     fn parts(code: &str) -> (&str, &str) {
@@ -384,8 +512,13 @@ mod tests {
             let (area, number) = parts(error.code());
             areas.entry(number).or_default().push(area);
         }
-        for (number, used_by) in areas {
-            assert_eq!(used_by.len(), 1, "{number} is used by {used_by:?}");
+        for (number, mut used_by) in areas {
+            used_by.sort_unstable();
+            if SHARED_BY_HTTP_AND_APP.contains(&number) {
+                assert_eq!(used_by, ["APP", "HTTP"], "{number}");
+            } else {
+                assert_eq!(used_by.len(), 1, "{number} is used by {used_by:?}");
+            }
         }
     }
 
@@ -476,11 +609,11 @@ mod tests {
 
     #[test]
     fn a_detailed_message_keeps_status_code_and_retry_after() {
-        let response = WireError::Overloaded.response_with_message("all 64 queue slots taken");
+        let response = WireError::DatabaseUnavailable.response_with_message("pool exhausted");
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.header("Retry-After"), Some("1"));
         let body: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
-        assert_eq!(body["message"], "all 64 queue slots taken");
-        assert_eq!(body["code"], "DRYAD-SYS-5001");
+        assert_eq!(body["message"], "pool exhausted");
+        assert_eq!(body["code"], "DRYAD-DB-5031");
     }
 }

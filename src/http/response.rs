@@ -22,6 +22,8 @@ impl StatusCode {
     pub const METHOD_NOT_ALLOWED: Self = Self(405);
     /// 408 Request Timeout.
     pub const REQUEST_TIMEOUT: Self = Self(408);
+    /// 409 Conflict.
+    pub const CONFLICT: Self = Self(409);
     /// 413 Content Too Large.
     pub const PAYLOAD_TOO_LARGE: Self = Self(413);
     /// 414 URI Too Long.
@@ -102,6 +104,10 @@ impl Response {
 
     /// The short JSON error every error answer uses:
     /// `{"error": <reason>, "message": ..., "code": ...}`.
+    ///
+    /// The service's own answers come from [`WireError`](crate::WireError),
+    /// which holds the status and code of each; this is for an embedder's
+    /// own codes.
     pub fn error(status: StatusCode, message: &str, code: &str) -> Self {
         Self::json(
             status,
@@ -220,11 +226,13 @@ mod tests {
 
     #[test]
     fn error_body_is_short_json() {
-        let response = Response::error(StatusCode::NOT_FOUND, "no such route", "DRYAD-APP-4040");
+        let response = Response::error(StatusCode::NOT_FOUND, "no such page", "SHOP-4040");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.header("Content-Type"), Some("application/json"));
         let value: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
         assert_eq!(value["error"], "Not Found");
-        assert_eq!(value["message"], "no such route");
-        assert_eq!(value["code"], "DRYAD-APP-4040");
+        assert_eq!(value["message"], "no such page");
+        assert_eq!(value["code"], "SHOP-4040");
     }
 
     #[test]
