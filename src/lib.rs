@@ -83,6 +83,13 @@
 //! assert_eq!(report.exit_code, 0);
 //! assert_eq!(report.hooks[0].name, "say-goodbye");
 //! ```
+//!
+//! # Error answers
+//!
+//! Every error answer, the engine's and the reference service's, is a
+//! [`WireError`]: a status, a stable code (`DRYAD-<AREA>-<NNNN>`) and a
+//! message, in a short JSON body. Its docs hold the table of codes, with
+//! when each is sent and whether a client should retry.
 
 pub mod app;
 mod config;
@@ -90,6 +97,7 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod server;
+mod wire_error;
 
 #[doc(hidden)]
 pub use config::SupervisedThread;
@@ -101,3 +109,4 @@ pub use lifecycle::{
     ShutdownReport, SignalListener,
 };
 pub use server::{Handler, Server};
+pub use wire_error::WireError;

@@ -532,6 +532,18 @@ fn bad_events_get_a_clear_4xx_and_a_big_allowed_one_is_spooled_and_stored() {
         left.is_empty(),
         "spool files are removed after their request: {left:?}"
     );
+    // A spool that fails (its dir is gone) is the server's 503, with its
+    // own code, and nothing is stored.
+    std::fs::remove_dir(&spool_dir).expect("remove the spool dir");
+    let unspooled = post(addr, &big, Some("big-unspooled"));
+    assert_error(
+        &unspooled,
+        503,
+        "DRYAD-SYS-5006",
+        "a body over SPOOL_THRESHOLD_BYTES with the spool dir gone",
+    );
+    assert_eq!(unspooled.header("Retry-After"), None, "as before the table");
+    std::fs::create_dir(&spool_dir).expect("put the spool dir back");
 
     assert_eq!(
         pg.psql_in(&db, "SELECT count(*) FROM events"),

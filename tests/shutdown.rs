@@ -1027,7 +1027,7 @@ fn readyz_fails_at_once_while_the_drain_delay_keeps_serving_with_connection_clos
         "/readyz right after SIGTERM: {}",
         readyz.text()
     );
-    assert_eq!(readyz.json()["code"], "DRYAD-SYS-5031");
+    assert_eq!(readyz.json()["code"], "DRYAD-SYS-5005");
     assert!(
         readyz.closes(),
         "/readyz during the drain delay without Connection: close"

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use super::Services;
 use super::spool::SpoolError;
 use super::store::{Inserted, NewEvent, StoreError};
+use crate::WireError;
 use crate::http::{Request, Response, StatusCode};
 
 /// Longest event type accepted.
@@ -29,16 +30,11 @@ struct CreateEvent {
 fn unavailable(services: &Services, error: &StoreError) -> Response {
     services.metrics.database_errors.inc();
     log::error!("events: {error}");
-    Response::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the database is unavailable; retry later (with the same Idempotency-Key)",
-        "DRYAD-DB-5031",
-    )
-    .with_header("Retry-After", "1")
+    WireError::DatabaseUnavailable.response()
 }
 
 fn invalid(message: &str) -> Response {
-    Response::error(StatusCode::UNPROCESSABLE_ENTITY, message, "DRYAD-APP-4221")
+    WireError::InvalidEvent.response_with_message(message)
 }
 
 /// Whether an object's `key` or `value` holds NUL anywhere, at any depth.
@@ -74,37 +70,23 @@ pub(crate) fn create(services: &Services, request: &mut Request<'_>) -> Response
             Some(key.to_owned())
         }
         Some(_) => {
-            return Response::error(
-                StatusCode::BAD_REQUEST,
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                "DRYAD-APP-4003",
-            );
+            return WireError::BadIdempotencyKey.response();
         }
     };
     let body = match services.spool.read_body(request) {
         Ok(body) => body,
-        Err(SpoolError::Body(error)) => {
-            let (status, code, message) = error.answer();
-            return Response::error(status, message, code);
-        }
+        Err(SpoolError::Body(error)) => return error.wire_error().response(),
         Err(SpoolError::Io(error)) => {
             log::error!("events: spooling a request body failed: {error}");
-            return Response::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not buffer the request body",
-                "DRYAD-SYS-5004",
-            );
+            return WireError::SpoolFailed.response();
         }
     };
     let parsed: CreateEvent = match body.json() {
         Ok(parsed) => parsed,
         Err(error) if error.is_data() => return invalid(&format!("invalid event: {error}")),
         Err(error) => {
-            return Response::error(
-                StatusCode::BAD_REQUEST,
-                &format!("body is not valid JSON: {error}"),
-                "DRYAD-APP-4002",
-            );
+            return WireError::InvalidJson
+                .response_with_message(&format!("body is not valid JSON: {error}"));
         }
     };
     if parsed.kind.trim().is_empty() || parsed.kind.len() > MAX_TYPE_LEN {
@@ -133,11 +115,7 @@ pub(crate) fn create(services: &Services, request: &mut Request<'_>) -> Response
         Ok(Inserted::Replayed(first)) => {
             event_json(StatusCode::CREATED, &first).with_header("Idempotency-Replayed", "true")
         }
-        Ok(Inserted::KeyConflict) => Response::error(
-            StatusCode(409),
-            "this Idempotency-Key was used for a different event",
-            "DRYAD-APP-4091",
-        ),
+        Ok(Inserted::KeyConflict) => WireError::IdempotencyKeyConflict.response(),
         Err(error) => unavailable(services, &error),
     }
 }
@@ -145,7 +123,7 @@ pub(crate) fn create(services: &Services, request: &mut Request<'_>) -> Response
 /// `GET /v1/events/{id}`, through the cache.
 pub(crate) fn get(services: &Services, id: &str) -> Response {
     let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
-        return Response::error(StatusCode::NOT_FOUND, "no such event", "DRYAD-APP-4041");
+        return WireError::NoSuchEvent.response();
     };
     if let Some(cached) = services.cache.get_event(id) {
         return event_json(StatusCode::OK, &cached);
@@ -155,7 +133,7 @@ pub(crate) fn get(services: &Services, id: &str) -> Response {
             services.cache.put_event(&event);
             event_json(StatusCode::OK, &event)
         }
-        Ok(None) => Response::error(StatusCode::NOT_FOUND, "no such event", "DRYAD-APP-4041"),
+        Ok(None) => WireError::NoSuchEvent.response(),
         Err(error) => unavailable(services, &error),
     }
 }
@@ -167,22 +145,15 @@ pub(crate) fn list(services: &Services, request: &Request<'_>) -> Response {
         None => 0,
         Some(Ok(after)) if after >= 0 => after,
         Some(_) => {
-            return Response::error(
-                StatusCode::BAD_REQUEST,
-                "`after` must be an event id",
-                "DRYAD-APP-4004",
-            );
+            return WireError::BadAfter.response();
         }
     };
     let limit = match request.query_param("limit").map(str::parse::<u32>) {
         None => DEFAULT_PAGE,
         Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
         Some(_) => {
-            return Response::error(
-                StatusCode::BAD_REQUEST,
-                &format!("`limit` must be between 1 and {MAX_PAGE}"),
-                "DRYAD-APP-4005",
-            );
+            return WireError::BadLimit
+                .response_with_message(&format!("`limit` must be between 1 and {MAX_PAGE}"));
         }
     };
     match services.store.list(after, limit) {

@@ -169,11 +169,8 @@ impl Metrics {
         );
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
-            return Response::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "metrics could not be encoded",
-                "DRYAD-SYS-5000",
-            );
+            return crate::WireError::Internal
+                .response_with_message("metrics could not be encoded");
         }
         Response::text(StatusCode::OK, text).with_header(
             "Content-Type",

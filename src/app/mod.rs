@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::WireError;
 use crate::http::{Request, Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
 use crate::server::{Handler, Stats};
@@ -153,21 +154,13 @@ impl App {
 
     fn readyz(&self) -> Response {
         if self.shutdown.is_shutting_down() {
-            return Response::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting down",
-                "DRYAD-SYS-5031",
-            );
+            return WireError::NotReadyShuttingDown.response();
         }
         let ready = self.readiness();
         if ready {
             Response::text(StatusCode::OK, "ready")
         } else {
-            Response::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unreachable",
-                "DRYAD-DB-5032",
-            )
+            WireError::NotReadyDatabase.response()
         }
     }
 
@@ -205,11 +198,7 @@ impl App {
             .query_param("ms")
             .and_then(|ms| ms.parse::<u64>().ok())
         else {
-            return Response::error(
-                StatusCode::BAD_REQUEST,
-                "ms must be a whole number of milliseconds",
-                "DRYAD-APP-4001",
-            );
+            return WireError::BadSleep.response();
         };
         std::thread::sleep(Duration::from_millis(millis).min(MAX_TEST_SLEEP));
         Response::text(StatusCode::OK, "ok")
@@ -221,12 +210,9 @@ impl App {
         let read = matches!(method, "GET" | "HEAD");
         let path = request.path();
         let wrong_method = |route: &'static str, allow: &'static str| {
-            let response = Response::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-                "DRYAD-APP-4050",
-            )
-            .with_header("Allow", allow);
+            let response = WireError::MethodNotAllowed
+                .response()
+                .with_header("Allow", allow);
             (route, response)
         };
         if let Some(id) = path.strip_prefix("/v1/events/") {
@@ -256,10 +242,7 @@ impl App {
             ("/" | "/healthz" | "/readyz" | "/metrics", false) => {
                 wrong_method("other", "GET, HEAD")
             }
-            _ => (
-                "other",
-                Response::error(StatusCode::NOT_FOUND, "no such route", "DRYAD-APP-4040"),
-            ),
+            _ => ("other", WireError::NoSuchRoute.response()),
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::buffer::ReadBuffer;
 use super::head::Framing;
-use super::response::StatusCode;
+use crate::WireError;
 
 /// Longest chunk-size line or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 1024;
@@ -17,7 +17,8 @@ const MAX_CHUNK_LINE: usize = 1024;
 const MAX_TRAILER_BYTES: usize = 8 * 1024;
 
 /// Why a request body could not be read. After any of these the engine
-/// answers with [`answer`](Self::answer) and closes the connection.
+/// answers with its [`wire_error`](Self::wire_error) and closes the
+/// connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BodyError {
@@ -32,36 +33,20 @@ pub enum BodyError {
 }
 
 impl BodyError {
-    /// The status, stable error code and message this error is answered with.
-    pub fn answer(&self) -> (StatusCode, &'static str, &'static str) {
+    /// The answer this error gets: its status, stable code and message.
+    pub fn wire_error(self) -> WireError {
         match self {
-            Self::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "DRYAD-HTTP-4131",
-                "request body too large",
-            ),
-            Self::BadChunk => (
-                StatusCode::BAD_REQUEST,
-                "DRYAD-HTTP-4003",
-                "invalid chunked encoding",
-            ),
-            Self::Incomplete => (
-                StatusCode::BAD_REQUEST,
-                "DRYAD-HTTP-4005",
-                "request body ended early",
-            ),
-            Self::TimedOut => (
-                StatusCode::REQUEST_TIMEOUT,
-                "DRYAD-HTTP-4081",
-                "request body timed out",
-            ),
+            Self::TooLarge => WireError::BodyTooLarge,
+            Self::BadChunk => WireError::BadChunk,
+            Self::Incomplete => WireError::BodyIncomplete,
+            Self::TimedOut => WireError::BodyTimedOut,
         }
     }
 }
 
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.answer().2)
+        f.write_str(self.wire_error().message())
     }
 }
 

@@ -16,6 +16,7 @@ use super::head::{self, Head, HeadError, Parsed, Version};
 use super::limits::Limits;
 use super::request::Request;
 use super::response::{ConnectionHeader, Response};
+use crate::WireError;
 
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -50,15 +51,27 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// The error answer: status, stable code and message.
+    /// The answer this error gets: its status, stable code and message.
+    pub fn wire_error(self) -> WireError {
+        match self {
+            Self::Head(error) => error.wire_error(),
+            Self::Body(error) => error.wire_error(),
+        }
+    }
+
+    /// The error answer.
     pub fn response(self) -> Response {
-        let (status, code, message) = match self {
-            Self::Head(error) => error.answer(),
-            Self::Body(error) => error.answer(),
-        };
-        Response::error(status, message, code)
+        self.wire_error().response()
     }
 }
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire_error().message())
+    }
+}
+
+impl std::error::Error for RequestError {}
 
 /// Whether the server wants a connection kept open after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

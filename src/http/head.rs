@@ -3,10 +3,11 @@
 use std::ops::Range;
 
 use super::limits::{Limits, MAX_HEADERS_CEILING};
-use super::response::StatusCode;
+use crate::WireError;
 
-/// Why a request head was refused. Each maps to one status and code; the
-/// connection is closed after the answer.
+/// Why a request head was refused. Each is answered with its
+/// [`wire_error`](Self::wire_error); the connection is closed after the
+/// answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeadError {
@@ -31,57 +32,29 @@ pub enum HeadError {
 }
 
 impl HeadError {
-    /// The status, stable error code and message this error is answered with.
-    pub fn answer(self) -> (StatusCode, &'static str, &'static str) {
+    /// The answer this error gets: its status, stable code and message.
+    pub fn wire_error(self) -> WireError {
         match self {
-            Self::Malformed => (
-                StatusCode::BAD_REQUEST,
-                "DRYAD-HTTP-4001",
-                "malformed request head",
-            ),
-            Self::TooLarge => (
-                StatusCode::HEADER_FIELDS_TOO_LARGE,
-                "DRYAD-HTTP-4311",
-                "request head too large",
-            ),
-            Self::TooManyHeaders => (
-                StatusCode::HEADER_FIELDS_TOO_LARGE,
-                "DRYAD-HTTP-4312",
-                "too many header fields",
-            ),
-            Self::UriTooLong => (
-                StatusCode::URI_TOO_LONG,
-                "DRYAD-HTTP-4141",
-                "request target too long",
-            ),
-            Self::BadContentLength => (
-                StatusCode::BAD_REQUEST,
-                "DRYAD-HTTP-4002",
-                "invalid or conflicting Content-Length",
-            ),
-            Self::AmbiguousFraming => (
-                StatusCode::BAD_REQUEST,
-                "DRYAD-HTTP-4004",
-                "both Content-Length and Transfer-Encoding sent",
-            ),
-            Self::UnsupportedTransferEncoding => (
-                StatusCode::NOT_IMPLEMENTED,
-                "DRYAD-HTTP-5011",
-                "only chunked transfer coding is supported",
-            ),
-            Self::BodyTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "DRYAD-HTTP-4131",
-                "request body too large",
-            ),
-            Self::BadHost => (
-                StatusCode::BAD_REQUEST,
-                "DRYAD-HTTP-4006",
-                "exactly one valid Host header is required",
-            ),
+            Self::Malformed => WireError::MalformedHead,
+            Self::TooLarge => WireError::HeadTooLarge,
+            Self::TooManyHeaders => WireError::TooManyHeaders,
+            Self::UriTooLong => WireError::UriTooLong,
+            Self::BadContentLength => WireError::BadContentLength,
+            Self::AmbiguousFraming => WireError::AmbiguousFraming,
+            Self::UnsupportedTransferEncoding => WireError::UnsupportedTransferEncoding,
+            Self::BodyTooLarge => WireError::BodyTooLarge,
+            Self::BadHost => WireError::BadHost,
         }
     }
 }
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire_error().message())
+    }
+}
+
+impl std::error::Error for HeadError {}
 
 /// How the body that follows a head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

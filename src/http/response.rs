@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use super::date;
+use crate::WireError;
 
 /// An HTTP status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +23,8 @@ impl StatusCode {
     pub const METHOD_NOT_ALLOWED: Self = Self(405);
     /// 408 Request Timeout.
     pub const REQUEST_TIMEOUT: Self = Self(408);
+    /// 409 Conflict.
+    pub const CONFLICT: Self = Self(409);
     /// 413 Content Too Large.
     pub const PAYLOAD_TOO_LARGE: Self = Self(413);
     /// 414 URI Too Long.
@@ -93,20 +96,36 @@ impl Response {
         Self::new(status, body).with_header("Content-Type", "text/plain; charset=utf-8")
     }
 
-    /// A JSON body serialised from `value`.
+    /// A JSON body serialised from `value`; if `value` cannot be
+    /// serialised (a map with keys that are not strings, a `Serialize`
+    /// impl that fails), the error is logged and the answer is
+    /// [`WireError::Internal`] instead.
     pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Self {
-        // Serialising plain data into a Vec cannot fail.
-        let body = serde_json::to_vec(value).unwrap_or_default();
-        Self::new(status, body).with_header("Content-Type", "application/json")
+        match serde_json::to_vec(value) {
+            Ok(body) => Self::json_body(status, body),
+            Err(error) => {
+                log::error!("a {} response could not be serialised: {error}", status.0);
+                WireError::Internal.response()
+            }
+        }
     }
 
     /// The short JSON error every error answer uses:
     /// `{"error": <reason>, "message": ..., "code": ...}`.
+    ///
+    /// The service's own answers come from [`WireError`](crate::WireError),
+    /// which holds the status and code of each; this is for an embedder's
+    /// own codes.
     pub fn error(status: StatusCode, message: &str, code: &str) -> Self {
-        Self::json(
-            status,
-            &serde_json::json!({ "error": status.reason(), "message": message, "code": code }),
-        )
+        let body =
+            serde_json::json!({ "error": status.reason(), "message": message, "code": code });
+        // A `Value` always serialises (its keys are strings), so an error
+        // answer never depends on `json`'s fallback.
+        Self::json_body(status, body.to_string().into_bytes())
+    }
+
+    fn json_body(status: StatusCode, body: Vec<u8>) -> Self {
+        Self::new(status, body).with_header("Content-Type", "application/json")
     }
 
     /// Adds a header.
@@ -220,11 +239,32 @@ mod tests {
 
     #[test]
     fn error_body_is_short_json() {
-        let response = Response::error(StatusCode::NOT_FOUND, "no such route", "DRYAD-APP-4040");
+        let response = Response::error(StatusCode::NOT_FOUND, "no such page", "SHOP-4040");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.header("Content-Type"), Some("application/json"));
         let value: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
         assert_eq!(value["error"], "Not Found");
-        assert_eq!(value["message"], "no such route");
-        assert_eq!(value["code"], "DRYAD-APP-4040");
+        assert_eq!(value["message"], "no such page");
+        assert_eq!(value["code"], "SHOP-4040");
+    }
+
+    /// A value whose serialisation always fails.
+    struct Unserialisable;
+
+    impl serde::Serialize for Unserialisable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value cannot be serialised"))
+        }
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_serialised_is_an_internal_error_not_an_empty_200() {
+        let response = Response::json(StatusCode::OK, &Unserialisable);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.header("Content-Type"), Some("application/json"));
+        let value: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
+        assert_eq!(value["code"], WireError::Internal.code());
+        assert_eq!(value["message"], WireError::Internal.message());
     }
 
     #[test]

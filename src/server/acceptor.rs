@@ -18,7 +18,8 @@ use super::Stats;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
 use super::registry::{Next, Registry};
-use crate::http::{Connection, Response, StatusCode};
+use crate::WireError;
+use crate::http::Connection;
 use crate::lifecycle::Lifecycle;
 
 /// Token of the listener on the acceptor's own poll.
@@ -224,12 +225,7 @@ fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
         admission.over_capacity.warn(|| {
             format!("refused a connection with 503: {max} are open (max_connections), none idle")
         });
-        let refusal = Response::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections",
-            "DRYAD-SYS-5002",
-        )
-        .with_header("Retry-After", "1");
+        let refusal = WireError::TooManyConnections.response();
         // Lingering keeps a descriptor for up to two seconds per refusal;
         // under a flood, past this many registered connections a refused
         // one is answered with what the socket takes and closed at once

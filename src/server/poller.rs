@@ -14,7 +14,8 @@ use mio::Events;
 use super::conn::Conn;
 use super::log_limit::RateLimitedWarning;
 use super::registry::{self, Expired, Next, Registry, State, WAKER};
-use crate::http::{BodyError, Limits, ReadBuffer, RequestError, Response, StatusCode};
+use crate::WireError;
+use crate::http::{BodyError, Limits, ReadBuffer, RequestError};
 use crate::lifecycle::Lifecycle;
 
 /// Most readiness events taken per wake-up.
@@ -133,11 +134,7 @@ impl Driver<'_> {
                 }
                 Next::Close
             }
-            State::ReadingHead => Next::Refuse(Response::error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request head not received in time",
-                "DRYAD-HTTP-4080",
-            )),
+            State::ReadingHead => Next::Refuse(WireError::HeadTimedOut.response()),
             State::ReadingBody => Next::Refuse(RequestError::Body(BodyError::TimedOut).response()),
             State::AwaitingRoom => Next::Refuse(registry::out_of_room()),
             // Too slow a reader, or a lingering client that stays.

@@ -25,7 +25,8 @@ use super::Stats;
 use super::budget::{Budget, Reservation};
 use super::conn::{Conn, Rates, later};
 use super::log_limit::RateLimitedWarning;
-use crate::http::{Buffers, Connection, Response, StatusCode};
+use crate::WireError;
+use crate::http::{Buffers, Connection, Response};
 use crate::lifecycle::{InFlightGuard, Lifecycle};
 
 /// Where a connection is, and what it waits for.
@@ -732,30 +733,16 @@ impl Registry {
 
 /// The answer to a request when every queue slot is taken.
 fn overloaded() -> Response {
-    Response::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server overloaded, retry",
-        "DRYAD-SYS-5001",
-    )
-    .with_header("Retry-After", "1")
+    WireError::Overloaded.response()
 }
 
 /// The answer to a request that waited a second for room in the memory
 /// budget.
 pub(crate) fn out_of_room() -> Response {
-    Response::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server busy: no memory left for requests, retry",
-        "DRYAD-SYS-5004",
-    )
-    .with_header("Retry-After", "1")
+    WireError::OutOfMemory.response()
 }
 
 /// The answer to a request that arrives after the shutdown deadline.
 pub(crate) fn shutting_down() -> Response {
-    Response::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Server is shutting down",
-        "DRYAD-SYS-5003",
-    )
+    WireError::ShutdownDeadline.response()
 }

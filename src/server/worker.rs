@@ -14,7 +14,8 @@ use crossbeam_channel::Receiver;
 use super::Handler;
 use super::conn::Conn;
 use super::registry::{Next, Registry, shutting_down};
-use crate::http::{KeepAlive, Limits, Response, StatusCode};
+use crate::WireError;
+use crate::http::{KeepAlive, Limits};
 use crate::lifecycle::{AbandonedRequest, Lifecycle};
 
 /// Stop serving more pipelined requests in a turn once this much of their
@@ -118,12 +119,7 @@ fn serve_one(id: usize, conn: &mut Conn, context: &WorkerContext) -> bool {
                 conn.http.method(),
                 conn.http.path()
             );
-            let response = Response::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-                "DRYAD-SYS-5000",
-            );
-            (response, false)
+            (WireError::Internal.response(), false)
         }
     };
     let served = conn.http.served() + 1;

@@ -631,10 +631,7 @@ impl EchoServer {
             let handler = |request: &mut Request<'_>| match request.path() {
                 "/echo" => match request.body_to_vec() {
                     Ok(body) => Response::new(StatusCode::OK, body),
-                    Err(error) => {
-                        let (status, code, message) = error.answer();
-                        Response::error(status, message, code)
-                    }
+                    Err(error) => error.wire_error().response(),
                 },
                 "/ignore" => Response::text(StatusCode::OK, "ignored"),
                 "/bytes" => {
