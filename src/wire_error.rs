@@ -34,8 +34,7 @@ use crate::http::{Response, StatusCode};
 /// matches on: codes are stable (one is never reused for another meaning)
 /// and unique. Messages are for people and may change; some answers carry
 /// a detailed message (which field is wrong, and why). Numbers are unique
-/// across areas too, except 4001 to 4005, which `HTTP` and `APP` both used
-/// before this table: match the whole code, never the number alone.
+/// across areas too, and a number's first digit is its status class.
 ///
 /// An answer marked "`Retry-After: 1`" carries that header; retrying one
 /// marked "no" sends the same refusal again.
@@ -62,11 +61,11 @@ use crate::http::{Response, StatusCode};
 /// | `DRYAD-SYS-5004` | 503 | [`OutOfMemory`](WireError::OutOfMemory) | the body waited a second for room in `max_buffered_bytes` | yes, after `Retry-After: 1` |
 /// | `DRYAD-SYS-5005` | 503 | [`NotReadyShuttingDown`](WireError::NotReadyShuttingDown) | `/readyz`: the server is shutting down | no: send traffic elsewhere |
 /// | `DRYAD-SYS-5006` | 503 | [`SpoolFailed`](WireError::SpoolFailed) | a large request body could not be written to the spool; nothing was stored | yes, later |
-/// | `DRYAD-APP-4001` | 400 | [`BadSleep`](WireError::BadSleep) | `/test/sleep` (test routes only): `ms` is not a whole number | no: fix the request |
-/// | `DRYAD-APP-4002` | 400 | [`InvalidJson`](WireError::InvalidJson) | the body is not valid JSON | no: fix the body |
-/// | `DRYAD-APP-4003` | 400 | [`BadIdempotencyKey`](WireError::BadIdempotencyKey) | `Idempotency-Key` is not 1 to 255 visible ASCII characters | no: fix the key |
-/// | `DRYAD-APP-4004` | 400 | [`BadAfter`](WireError::BadAfter) | `after` is not an event id | no: fix the query |
-/// | `DRYAD-APP-4005` | 400 | [`BadLimit`](WireError::BadLimit) | `limit` is not a number from 1 to the largest page | no: fix the query |
+/// | `DRYAD-APP-4011` | 400 | [`BadSleep`](WireError::BadSleep) | `/test/sleep` (test routes only): `ms` is not a whole number | no: fix the request |
+/// | `DRYAD-APP-4012` | 400 | [`InvalidJson`](WireError::InvalidJson) | the body is not valid JSON | no: fix the body |
+/// | `DRYAD-APP-4013` | 400 | [`BadIdempotencyKey`](WireError::BadIdempotencyKey) | `Idempotency-Key` is not 1 to 255 visible ASCII characters | no: fix the key |
+/// | `DRYAD-APP-4014` | 400 | [`BadAfter`](WireError::BadAfter) | `after` is not an event id | no: fix the query |
+/// | `DRYAD-APP-4015` | 400 | [`BadLimit`](WireError::BadLimit) | `limit` is not a number from 1 to the largest page | no: fix the query |
 /// | `DRYAD-APP-4040` | 404 | [`NoSuchRoute`](WireError::NoSuchRoute) | no route has this path | no |
 /// | `DRYAD-APP-4041` | 404 | [`NoSuchEvent`](WireError::NoSuchEvent) | no event has this id | no |
 /// | `DRYAD-APP-4050` | 405 | [`MethodNotAllowed`](WireError::MethodNotAllowed) | the route does not take this method; `Allow` lists those it takes | no: use a method from `Allow` |
@@ -150,19 +149,19 @@ pub enum WireError {
     /// 503 `DRYAD-SYS-5006`: a large request body could not be written to
     /// the spool, so nothing was stored; retry later.
     SpoolFailed,
-    /// 400 `DRYAD-APP-4001` from `/test/sleep`: `ms` is not a whole number
+    /// 400 `DRYAD-APP-4011` from `/test/sleep`: `ms` is not a whole number
     /// of milliseconds; do not retry it unchanged.
     BadSleep,
-    /// 400 `DRYAD-APP-4002`: the body is not valid JSON; do not retry it
+    /// 400 `DRYAD-APP-4012`: the body is not valid JSON; do not retry it
     /// unchanged.
     InvalidJson,
-    /// 400 `DRYAD-APP-4003`: `Idempotency-Key` is not 1 to 255 visible
+    /// 400 `DRYAD-APP-4013`: `Idempotency-Key` is not 1 to 255 visible
     /// ASCII characters; do not retry it unchanged.
     BadIdempotencyKey,
-    /// 400 `DRYAD-APP-4004`: `after` is not an event id; do not retry it
+    /// 400 `DRYAD-APP-4014`: `after` is not an event id; do not retry it
     /// unchanged.
     BadAfter,
-    /// 400 `DRYAD-APP-4005`: `limit` is out of range; do not retry it
+    /// 400 `DRYAD-APP-4015`: `limit` is out of range; do not retry it
     /// unchanged.
     BadLimit,
     /// 404 `DRYAD-APP-4040`: no route has this path; do not retry.
@@ -355,23 +354,23 @@ impl WireError {
             ),
             Self::BadSleep => Row::new(
                 S::BAD_REQUEST,
-                "DRYAD-APP-4001",
+                "DRYAD-APP-4011",
                 "ms must be a whole number of milliseconds",
             ),
             Self::InvalidJson => {
-                Row::new(S::BAD_REQUEST, "DRYAD-APP-4002", "body is not valid JSON")
+                Row::new(S::BAD_REQUEST, "DRYAD-APP-4012", "body is not valid JSON")
             }
             Self::BadIdempotencyKey => Row::new(
                 S::BAD_REQUEST,
-                "DRYAD-APP-4003",
+                "DRYAD-APP-4013",
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
             ),
             Self::BadAfter => Row::new(
                 S::BAD_REQUEST,
-                "DRYAD-APP-4004",
+                "DRYAD-APP-4014",
                 "`after` must be an event id",
             ),
-            Self::BadLimit => Row::new(S::BAD_REQUEST, "DRYAD-APP-4005", "`limit` is out of range"),
+            Self::BadLimit => Row::new(S::BAD_REQUEST, "DRYAD-APP-4015", "`limit` is out of range"),
             Self::NoSuchRoute => Row::new(S::NOT_FOUND, "DRYAD-APP-4040", "no such route"),
             Self::NoSuchEvent => Row::new(S::NOT_FOUND, "DRYAD-APP-4041", "no such event"),
             Self::MethodNotAllowed => Row::new(
@@ -447,11 +446,6 @@ mod tests {
 
     use super::*;
 
-    /// The numbers `HTTP` and `APP` both used before the table existed;
-    /// kept, since clients match on these codes. No other number may be
-    /// shared.
-    const SHARED_BY_HTTP_AND_APP: [&str; 5] = ["4001", "4002", "4003", "4004", "4005"];
-
     /// `(area, number)` of a well-formed code.
     fn parts(code: &str) -> (&str, &str) {
         let rest = code
@@ -512,13 +506,8 @@ mod tests {
             let (area, number) = parts(error.code());
             areas.entry(number).or_default().push(area);
         }
-        for (number, mut used_by) in areas {
-            used_by.sort_unstable();
-            if SHARED_BY_HTTP_AND_APP.contains(&number) {
-                assert_eq!(used_by, ["APP", "HTTP"], "{number}");
-            } else {
-                assert_eq!(used_by.len(), 1, "{number} is used by {used_by:?}");
-            }
+        for (number, used_by) in areas {
+            assert_eq!(used_by.len(), 1, "{number} is used by {used_by:?}");
         }
     }
 

@@ -206,7 +206,7 @@ fn a_retried_post_with_the_same_idempotency_key_returns_the_same_event() {
         assert_error(
             &response,
             400,
-            "DRYAD-APP-4003",
+            "DRYAD-APP-4013",
             &format!("Idempotency-Key {bad_key:?}"),
         );
     }
@@ -381,11 +381,11 @@ fn events_page_in_id_order_with_after_and_limit() {
     );
 
     for (query, code) in [
-        ("limit=0", "DRYAD-APP-4005"),
-        ("limit=1001", "DRYAD-APP-4005"),
-        ("limit=x", "DRYAD-APP-4005"),
-        ("after=-1", "DRYAD-APP-4004"),
-        ("after=abc", "DRYAD-APP-4004"),
+        ("limit=0", "DRYAD-APP-4015"),
+        ("limit=1001", "DRYAD-APP-4015"),
+        ("limit=x", "DRYAD-APP-4015"),
+        ("after=-1", "DRYAD-APP-4014"),
+        ("after=abc", "DRYAD-APP-4014"),
     ] {
         let response = client.get(&format!("/v1/events?{query}"));
         assert_error(&response, 400, code, &format!("GET ?{query}"));
@@ -462,7 +462,7 @@ fn bad_events_get_a_clear_4xx_and_a_big_allowed_one_is_spooled_and_stored() {
         ),
     ] {
         let response = post(addr, body, None);
-        assert_error(&response, 400, "DRYAD-APP-4002", what);
+        assert_error(&response, 400, "DRYAD-APP-4012", what);
     }
     for (body, what) in [
         (r#"{"type": 5, "payload": {}}"#, "a number as type"),
