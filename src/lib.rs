@@ -97,16 +97,14 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod server;
-mod wire_error;
 
 #[doc(hidden)]
 pub use config::SupervisedThread;
 pub use config::{ConfigError, ServerConfig};
 pub use error::Error;
-pub use http::{ParsedRequest, Request, Response, StatusCode};
+pub use http::{ParsedRequest, Request, Response, StatusCode, WireError};
 pub use lifecycle::{
     EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Phase, ShutdownHandle,
     ShutdownReport, SignalListener,
 };
 pub use server::{Handler, Server};
-pub use wire_error::WireError;

@@ -2,6 +2,7 @@
 //! counters. Optional; a Redis that is down or slow never fails a request
 //! that does not need it, and every call is bounded by `redis_timeout`.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,18 @@ pub const COUNTERS_KEY: &str = "gremlins:requests";
 
 fn event_key(id: i64) -> String {
     format!("gremlins:event:{id}")
+}
+
+thread_local! {
+    /// This worker's Redis connection.
+    static WORKER_CONNECTION: RefCell<Option<Owned<redis::Connection>>> = const {
+        RefCell::new(None)
+    };
+}
+
+/// Closes this worker's Redis connection.
+pub(crate) fn close_worker_connection() {
+    WORKER_CONNECTION.with_borrow_mut(|connection| *connection = None);
 }
 
 /// The Redis side of the service.
@@ -127,19 +140,18 @@ impl Cache {
         if now_ms < self.skip_until_ms.load(Ordering::Relaxed) {
             return None;
         }
-        clients::with(|clients| {
-            if clients
-                .redis
+        WORKER_CONNECTION.with_borrow_mut(|worker| {
+            if worker
                 .as_ref()
                 .is_some_and(|owned| owned.owner != self.owner)
             {
-                clients.redis = None;
+                *worker = None;
             }
-            let result = match &mut clients.redis {
+            let result = match &mut *worker {
                 Some(owned) => command(&mut owned.connection),
                 None => self.connect(client).and_then(|mut connection| {
                     let result = command(&mut connection);
-                    clients.redis = Some(Owned {
+                    *worker = Some(Owned {
                         owner: self.owner,
                         connection,
                     });
@@ -153,7 +165,7 @@ impl Cache {
                         RETRY_BACKOFF.as_millis()
                     );
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    clients.redis = None;
+                    *worker = None;
                     let retry_ms = now_ms
                         .saturating_add(u64::try_from(RETRY_BACKOFF.as_millis()).unwrap_or(0));
                     self.skip_until_ms.store(retry_ms, Ordering::Relaxed);

@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
-use super::Services;
+use super::services::Services;
 use super::spool::SpoolError;
 use super::store::{Inserted, NewEvent, StoreError};
-use crate::WireError;
+use crate::http::WireError;
 use crate::http::{Request, Response, StatusCode};
 
 /// Longest event type accepted.

@@ -169,7 +169,7 @@ impl Metrics {
         );
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
-            return crate::WireError::Internal
+            return crate::http::WireError::Internal
                 .response_with_message("metrics could not be encoded");
         }
         Response::text(StatusCode::OK, text).with_header(

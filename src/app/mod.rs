@@ -8,6 +8,7 @@ mod counters;
 mod events;
 mod metrics;
 mod redact;
+mod services;
 mod spool;
 pub mod store;
 
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::WireError;
+use crate::http::WireError;
 use crate::http::{Request, Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
 use crate::server::{Handler, Stats};
@@ -24,8 +25,8 @@ pub use cache::{COUNTERS_KEY, Cache};
 pub use config::ServiceConfig;
 pub use counters::{PeriodicFlush, RequestCounters, TOTAL_FIELD};
 use metrics::{Metrics, RequestLabels};
+use services::Services;
 use spool::Spool;
-use store::Store;
 
 /// Longest sleep `/test/sleep` accepts, so a typo cannot park a worker for
 /// hours.
@@ -33,15 +34,6 @@ const MAX_TEST_SLEEP: Duration = Duration::from_secs(600);
 /// How long a dependency check behind `/readyz` is reused, so probes do
 /// not load the database.
 const READINESS_CACHE: Duration = Duration::from_secs(1);
-
-/// What the handlers work with.
-#[derive(Debug)]
-pub(crate) struct Services {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) cache: Arc<Cache>,
-    pub(crate) spool: Arc<Spool>,
-    pub(crate) metrics: Metrics,
-}
 
 /// The reference service's router.
 #[derive(Debug)]
@@ -275,7 +267,10 @@ impl Handler for App {
         response
     }
 
+    /// Closes this worker's connections: PostgreSQL (which sends
+    /// Terminate) first, then Redis.
     fn worker_exit(&self) {
-        clients::close_all();
+        store::close_worker_connection();
+        cache::close_worker_connection();
     }
 }

@@ -9,7 +9,7 @@
 
 use super::buffer::ReadBuffer;
 use super::head::Framing;
-use crate::WireError;
+use super::wire_error::WireError;
 
 /// Longest chunk-size line or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 1024;

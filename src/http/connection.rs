@@ -14,9 +14,8 @@ use super::body::{BodyDecoder, BodyError, Decoded};
 use super::buffer::{Fill, ReadBuffer};
 use super::head::{self, Head, HeadError, Parsed, Version};
 use super::limits::Limits;
-use super::request::Request;
+use super::request::{Request, RequestError};
 use super::response::{ConnectionHeader, Response};
-use crate::WireError;
 
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -39,39 +38,6 @@ pub enum ReadStatus {
     /// The client closed the connection between requests.
     Closed,
 }
-
-/// Why a request could not be read; answered by the engine, then the
-/// connection is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestError {
-    /// The head was refused.
-    Head(HeadError),
-    /// The body was refused.
-    Body(BodyError),
-}
-
-impl RequestError {
-    /// The answer this error gets: its status, stable code and message.
-    pub fn wire_error(self) -> WireError {
-        match self {
-            Self::Head(error) => error.wire_error(),
-            Self::Body(error) => error.wire_error(),
-        }
-    }
-
-    /// The error answer.
-    pub fn response(self) -> Response {
-        self.wire_error().response()
-    }
-}
-
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.wire_error().message())
-    }
-}
-
-impl std::error::Error for RequestError {}
 
 /// Whether the server wants a connection kept open after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use super::limits::{Limits, MAX_HEADERS_CEILING};
-use crate::WireError;
+use super::wire_error::WireError;
 
 /// Why a request head was refused. Each is answered with its
 /// [`wire_error`](Self::wire_error); the connection is closed after the

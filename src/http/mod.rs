@@ -15,11 +15,15 @@ mod head;
 mod limits;
 mod request;
 mod response;
+mod status;
+mod wire_error;
 
 pub use body::BodyError;
 pub(crate) use buffer::ReadBuffer;
-pub use connection::{Buffers, Connection, KeepAlive, ReadStatus, RequestError, Written};
+pub use connection::{Buffers, Connection, KeepAlive, ReadStatus, Written};
 pub use head::HeadError;
 pub use limits::{Limits, MAX_HEADERS_CEILING};
-pub use request::{ParsedRequest, Request};
-pub use response::{Response, StatusCode};
+pub use request::{ParsedRequest, Request, RequestError};
+pub use response::Response;
+pub use status::StatusCode;
+pub use wire_error::WireError;

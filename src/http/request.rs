@@ -5,9 +5,43 @@ use std::io;
 
 use super::body::{BodyDecoder, BodyError, Decoded};
 use super::buffer::ReadBuffer;
-use super::connection::RequestError;
 use super::head::{self, Head, HeadError, Parsed};
 use super::limits::Limits;
+use super::response::Response;
+use super::wire_error::WireError;
+
+/// Why a request could not be read; answered by the engine, then the
+/// connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The head was refused.
+    Head(HeadError),
+    /// The body was refused.
+    Body(BodyError),
+}
+
+impl RequestError {
+    /// The answer this error gets: its status, stable code and message.
+    pub fn wire_error(self) -> WireError {
+        match self {
+            Self::Head(error) => error.wire_error(),
+            Self::Body(error) => error.wire_error(),
+        }
+    }
+
+    /// The error answer.
+    pub fn response(self) -> Response {
+        self.wire_error().response()
+    }
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire_error().message())
+    }
+}
+
+impl std::error::Error for RequestError {}
 
 /// One request, complete in memory: the engine read the head and the
 /// whole body (decoded, if it was chunked) before calling the handler, so

@@ -4,67 +4,8 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use super::date;
-use crate::WireError;
-
-/// An HTTP status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StatusCode(pub u16);
-
-impl StatusCode {
-    /// 200 OK.
-    pub const OK: Self = Self(200);
-    /// 201 Created.
-    pub const CREATED: Self = Self(201);
-    /// 400 Bad Request.
-    pub const BAD_REQUEST: Self = Self(400);
-    /// 404 Not Found.
-    pub const NOT_FOUND: Self = Self(404);
-    /// 405 Method Not Allowed.
-    pub const METHOD_NOT_ALLOWED: Self = Self(405);
-    /// 408 Request Timeout.
-    pub const REQUEST_TIMEOUT: Self = Self(408);
-    /// 409 Conflict.
-    pub const CONFLICT: Self = Self(409);
-    /// 413 Content Too Large.
-    pub const PAYLOAD_TOO_LARGE: Self = Self(413);
-    /// 414 URI Too Long.
-    pub const URI_TOO_LONG: Self = Self(414);
-    /// 422 Unprocessable Content.
-    pub const UNPROCESSABLE_ENTITY: Self = Self(422);
-    /// 431 Request Header Fields Too Large.
-    pub const HEADER_FIELDS_TOO_LARGE: Self = Self(431);
-    /// 500 Internal Server Error.
-    pub const INTERNAL_SERVER_ERROR: Self = Self(500);
-    /// 501 Not Implemented.
-    pub const NOT_IMPLEMENTED: Self = Self(501);
-    /// 503 Service Unavailable.
-    pub const SERVICE_UNAVAILABLE: Self = Self(503);
-
-    /// The reason phrase sent on the status line and in error bodies.
-    pub fn reason(self) -> &'static str {
-        match self.0 {
-            100 => "Continue",
-            200 => "OK",
-            201 => "Created",
-            204 => "No Content",
-            400 => "Bad Request",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            409 => "Conflict",
-            413 => "Content Too Large",
-            414 => "URI Too Long",
-            415 => "Unsupported Media Type",
-            422 => "Unprocessable Content",
-            429 => "Too Many Requests",
-            431 => "Request Header Fields Too Large",
-            500 => "Internal Server Error",
-            501 => "Not Implemented",
-            503 => "Service Unavailable",
-            _ => "",
-        }
-    }
-}
+use super::status::StatusCode;
+use super::wire_error::WireError;
 
 /// A response: status, extra headers and a body held in memory.
 ///
@@ -113,7 +54,7 @@ impl Response {
     /// The short JSON error every error answer uses:
     /// `{"error": <reason>, "message": ..., "code": ...}`.
     ///
-    /// The service's own answers come from [`WireError`](crate::WireError),
+    /// The service's own answers come from [`WireError`](super::wire_error::WireError),
     /// which holds the status and code of each; this is for an embedder's
     /// own codes.
     pub fn error(status: StatusCode, message: &str, code: &str) -> Self {
@@ -214,6 +155,27 @@ fn is_framing_header(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "date"]
         .iter()
         .any(|reserved| name.eq_ignore_ascii_case(reserved))
+}
+
+/// How an error of the table is answered (beside every other response,
+/// so that the table itself needs nothing but [`StatusCode`]).
+impl WireError {
+    /// The answer: the JSON error body with the table's message, and
+    /// `Retry-After: 1` where the table says so.
+    pub fn response(self) -> Response {
+        self.response_with_message(self.message())
+    }
+
+    /// The same answer with a detailed message instead of the table's
+    /// (which field is wrong, and why).
+    pub fn response_with_message(self, message: &str) -> Response {
+        let response = Response::error(self.status(), message, self.code());
+        if self.retry_after() {
+            response.with_header("Retry-After", "1")
+        } else {
+            response
+        }
+    }
 }
 
 /// A header name or value a handler built must not split the head.

@@ -18,8 +18,8 @@ use super::Stats;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
 use super::registry::{Next, Registry};
-use crate::WireError;
 use crate::http::Connection;
+use crate::http::WireError;
 use crate::lifecycle::Lifecycle;
 
 /// Token of the listener on the acceptor's own poll.

@@ -14,7 +14,7 @@ use mio::Events;
 use super::conn::Conn;
 use super::log_limit::RateLimitedWarning;
 use super::registry::{self, Expired, Next, Registry, State, WAKER};
-use crate::WireError;
+use crate::http::WireError;
 use crate::http::{BodyError, Limits, ReadBuffer, RequestError};
 use crate::lifecycle::Lifecycle;
 

@@ -25,7 +25,7 @@ use super::Stats;
 use super::budget::{Budget, Reservation};
 use super::conn::{Conn, Rates, later};
 use super::log_limit::RateLimitedWarning;
-use crate::WireError;
+use crate::http::WireError;
 use crate::http::{Buffers, Connection, Response};
 use crate::lifecycle::{InFlightGuard, Lifecycle};
 

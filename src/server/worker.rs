@@ -14,7 +14,7 @@ use crossbeam_channel::Receiver;
 use super::Handler;
 use super::conn::Conn;
 use super::registry::{Next, Registry, shutting_down};
-use crate::WireError;
+use crate::http::WireError;
 use crate::http::{KeepAlive, Limits};
 use crate::lifecycle::{AbandonedRequest, Lifecycle};
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{Event, Inserted, NewEvent, Store, StoreError, now_rfc3339};
+use super::event::{Event, Inserted, NewEvent, Store, StoreError};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -75,6 +75,11 @@ impl Store for MemoryStore {
     fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Now, in RFC 3339 with microseconds, UTC.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

@@ -1,88 +1,19 @@
 //! Where events live: PostgreSQL when `DATABASE_URL` is set, otherwise the
 //! built-in in-memory store.
 
+mod event;
 mod memory;
 mod postgres;
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::config::ServiceConfig;
 use super::redact::redact_url;
 
+pub use self::event::{Event, Inserted, NewEvent, Store, StoreError};
 pub use self::memory::MemoryStore;
+pub(crate) use self::postgres::close_worker_connection;
 pub use self::postgres::{PostgresConnection, PostgresStore};
-
-/// One stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Event {
-    /// Assigned by the store, increasing.
-    pub id: i64,
-    /// The event type given by the client.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The JSON object given by the client.
-    pub payload: serde_json::Value,
-    /// When the store committed it, RFC 3339 in UTC.
-    pub received_at: String,
-}
-
-/// An event to store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    /// The event type.
-    pub kind: String,
-    /// A JSON object.
-    pub payload: serde_json::Value,
-}
-
-/// What an insert did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Inserted {
-    /// A new row was committed.
-    Created(Event),
-    /// The idempotency key was seen before with the same event: this is
-    /// the first result.
-    Replayed(Event),
-    /// The idempotency key was seen before with a different event.
-    KeyConflict,
-}
-
-/// Why the store could not answer.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database cannot be reached or failed; safe to retry later.
-    Unavailable(String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unavailable(detail) => write!(f, "store unavailable: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-/// Storage of events, shared by every worker.
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Stores an event, once per idempotency key when one is given. Returns
-    /// only after the row is committed.
-    fn insert(
-        &self,
-        event: &NewEvent,
-        idempotency_key: Option<&str>,
-    ) -> Result<Inserted, StoreError>;
-    /// One event by id.
-    fn get(&self, id: i64) -> Result<Option<Event>, StoreError>;
-    /// Up to `limit` events with ids above `after`, in id order.
-    fn list(&self, after: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
-    /// A cheap check that the store can answer now.
-    fn check(&self) -> Result<(), StoreError>;
-}
 
 /// The store the configuration asks for.
 pub fn open(config: &ServiceConfig) -> Arc<dyn Store> {
@@ -103,9 +34,4 @@ pub fn open(config: &ServiceConfig) -> Arc<dyn Store> {
             Arc::new(MemoryStore::default())
         }
     }
-}
-
-/// Now, in RFC 3339 with microseconds, UTC.
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }

@@ -2,12 +2,13 @@
 //! bounded time, `statement_timeout` on the session, reconnected when it
 //! breaks, and the schema created at first connect.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Row, Statement};
 
-use super::{Event, Inserted, NewEvent, Store, StoreError};
-use crate::app::clients::{self, Owned};
+use super::event::{Event, Inserted, NewEvent, Store, StoreError};
+use crate::app::clients::{self, Owned, PendingConnect};
 
 /// Serialises concurrent migrations (any constant unique to this service).
 const MIGRATION_LOCK: i64 = 0x6772_656d_6c69;
@@ -40,6 +41,29 @@ impl std::fmt::Debug for PostgresConnection {
             .field("closed", &self.client.is_closed())
             .finish()
     }
+}
+
+/// A worker's PostgreSQL connection, and its connect attempt still
+/// running, if any.
+struct WorkerConnection {
+    open: Option<Owned<PostgresConnection>>,
+    pending: Option<Owned<PendingConnect<PostgresConnection>>>,
+}
+
+thread_local! {
+    static WORKER_CONNECTION: RefCell<WorkerConnection> = const {
+        RefCell::new(WorkerConnection { open: None, pending: None })
+    };
+}
+
+/// Closes this worker's PostgreSQL connection (the driver sends
+/// Terminate). Must run before the thread's locals are destroyed: the
+/// driver needs its runtime's own thread-local to close cleanly.
+pub(crate) fn close_worker_connection() {
+    WORKER_CONNECTION.with_borrow_mut(|worker| {
+        worker.pending = None;
+        worker.open = None;
+    });
 }
 
 /// Events in PostgreSQL.
@@ -107,23 +131,23 @@ impl PostgresStore {
         retry_safe: bool,
         mut query: impl FnMut(&mut PostgresConnection) -> Result<R, postgres::Error>,
     ) -> Result<R, StoreError> {
-        clients::with(|clients| {
+        WORKER_CONNECTION.with_borrow_mut(|worker| {
             let mut retried = false;
             loop {
-                if clients.postgres.as_ref().is_some_and(|owned| {
+                if worker.open.as_ref().is_some_and(|owned| {
                     owned.owner != self.owner || owned.connection.client.is_closed()
                 }) {
-                    clients.postgres = None;
+                    worker.open = None;
                 }
-                let reused = clients.postgres.is_some();
-                let owned = match clients.postgres.take() {
+                let reused = worker.open.is_some();
+                let owned = match worker.open.take() {
                     Some(owned) => owned,
                     None => Owned {
                         owner: self.owner,
-                        connection: self.connect(&mut clients.postgres_pending)?,
+                        connection: self.connect(&mut worker.pending)?,
                     },
                 };
-                let owned = clients.postgres.insert(owned);
+                let owned = worker.open.insert(owned);
                 let error = match query(&mut owned.connection) {
                     Ok(result) => return Ok(result),
                     Err(error) => error,
@@ -131,7 +155,7 @@ impl PostgresStore {
                 let connection_lost =
                     owned.connection.client.is_closed() || error.as_db_error().is_none();
                 if connection_lost {
-                    clients.postgres = None;
+                    worker.open = None;
                 }
                 if connection_lost && reused && retry_safe && !retried {
                     log::warn!(
@@ -154,7 +178,7 @@ impl PostgresStore {
     /// one.
     fn connect(
         &self,
-        pending: &mut Option<Owned<clients::PendingConnect<PostgresConnection>>>,
+        pending: &mut Option<Owned<PendingConnect<PostgresConnection>>>,
     ) -> Result<PostgresConnection, StoreError> {
         let config = self
             .config

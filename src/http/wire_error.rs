@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::http::{Response, StatusCode};
+use super::status::StatusCode;
 
 /// An error answer this service sends: its status, stable code and
 /// message, from one table.
@@ -415,22 +415,9 @@ impl WireError {
         self.row().message
     }
 
-    /// The answer: the JSON error body with the table's message, and
-    /// `Retry-After: 1` where the table says so.
-    pub fn response(self) -> Response {
-        self.response_with_message(self.message())
-    }
-
-    /// The same answer with a detailed message instead of the table's
-    /// (which field is wrong, and why).
-    pub fn response_with_message(self, message: &str) -> Response {
-        let row = self.row();
-        let response = Response::error(row.status, message, row.code);
-        if row.retry_after {
-            response.with_header("Retry-After", "1")
-        } else {
-            response
-        }
+    /// Whether the answer carries `Retry-After: 1`.
+    pub const fn retry_after(self) -> bool {
+        self.row().retry_after
     }
 }
 
