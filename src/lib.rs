@@ -28,35 +28,110 @@
 //! A fixed number of threads, whatever the number of connections, and one
 //! rule that makes a fixed pool safe with blocking handlers: **a worker
 //! never waits on a client.** A worker waits only on its handler (which may
-//! wait on PostgreSQL); every wait on a socket belongs to the poller.
+//! wait on PostgreSQL); every wait on a socket belongs to the poller. A
+//! client that trickles its body or never reads its response costs a
+//! connection slot and bounded memory, never a worker, so `/healthz` stays
+//! answered under a slowloris.
 //!
-//! - The **acceptor** owns the listener. At `max_connections` it closes the
-//!   longest-idle keep-alive connection to admit a new one; only when none
-//!   is idle does the new one get `503`.
-//! - The **poller** (edge-triggered readiness, one registration per socket)
-//!   reads each request whole, head and body, into memory before a worker
-//!   sees it; answers `Expect: 100-continue` itself; finishes writes a
-//!   worker could not; parks idle keep-alive connections; and ends clients
-//!   that are too slow: a head must arrive within `header_timeout`, a body
-//!   at `min_body_rate` on average after `min_rate_grace` (else `408`), a
-//!   reader must take responses at `min_write_rate` (else it is reset).
-//! - Request bodies being read and responses not yet written share one
-//!   memory budget, `max_buffered_bytes`: a body reserves its room before
-//!   it is read; when the budget is used up the poller stops reading those
-//!   bodies, and one that waits more than a second is answered `503`.
-//! - The **workers** (a fixed pool behind a bounded queue; full: `503`) run
-//!   the handler on the complete request, serve the pipelined requests
-//!   already complete behind it (a bounded number per turn), write without
-//!   blocking, and hand what the socket did not take back to the poller.
-//!   A request counts as in flight from its whole head until the last byte
-//!   of its response is written, wherever the connection is.
-//! - A connection is in exactly one state at a time (reading its head or
-//!   body, waiting for room, queued, served, writing, idle, lingering), and
-//!   moves through one function of the connection registry.
-//! - If the acceptor or the poller dies, the server shuts down and exits
-//!   with [`EXIT_THREAD_DIED`]; no setting can make a thread panic (every
-//!   deadline is computed without overflow, and absurd durations are
-//!   refused at start).
+//! ## Threads
+//!
+//! | thread | how many | waits on | does |
+//! |---|---|---|---|
+//! | acceptor | 1 | the listener's readiness | accepts, enforces `max_connections` (closing the longest-idle keep-alive connection to admit a new one, or answering `503` when none is idle), registers each connection with the registry |
+//! | poller | 1 | every client socket's readiness (edge-triggered, one registration per socket) and the registry's timers | reads each request whole, head and body, into memory; answers `Expect: 100-continue`; finishes the writes a worker could not; parks idle keep-alive connections; ends clients that are too slow |
+//! | workers | `workers` | the bounded worker queue, then the handler | run the handler on a complete request, serve the pipelined requests already complete behind it (a bounded number per turn), write without blocking, hand the rest back |
+//! | coordinator | the caller of [`Server::run`] | the shutdown trigger, then the drain's counts | runs the shutdown sequence against one deadline |
+//! | signals | 1, if a [`SignalListener`] is installed | SIGTERM and SIGINT (a self-pipe) | triggers the shutdown; a second signal exits at once |
+//! | cleanup hooks | 1 per hook, while it runs | the hook | bounded by `cleanup_timeout`; a hook that hangs is abandoned, not joined |
+//!
+//! Data flows one way: acceptor → registry → poller → queue → worker →
+//! registry, and the poller again for what is left to write.
+//!
+//! ## A connection's states
+//!
+//! A connection is in exactly one state at a time, and moves only through
+//! one function of the connection registry (`server/registry.rs`,
+//! `Registry::transition`): whoever holds it says where it goes next
+//! (wait, serve, refuse, linger, close) and the registry puts it there,
+//! with the right timer.
+//!
+//! ```text
+//!   accepted ──► Idle ──► ReadingHead ──► ReadingBody ◄──► AwaitingRoom
+//!                 ▲                            │  (memory budget full)
+//!                 │                            ▼
+//!                 │        Queued ◄──── whole request in memory
+//!                 │          │
+//!                 │          ▼
+//!                 ├──── Handling ──► Writing (the client reads slowly;
+//!                 │          │           the poller finishes the write)
+//!                 │          ▼
+//!                 └──── response written ──► Lingering ──► closed
+//!                       (keep-alive)         (after a final response)
+//! ```
+//!
+//! `Polling` marks a connection the poller is carrying on with. Each wait
+//! has a timer: `idle_timeout` (Idle), `header_timeout` (ReadingHead),
+//! `min_body_rate` and `body_timeout` (ReadingBody), one second
+//! (AwaitingRoom, then `503`), `min_write_rate` and `write_timeout`
+//! (Writing), two seconds (Lingering).
+//!
+//! ## Memory
+//!
+//! Request bodies being read and responses not yet written share one
+//! budget, `max_buffered_bytes`. A body reserves its room before it is
+//! read; when the budget is used up the poller stops reading those bodies
+//! (TCP slows their clients), and one that waits more than a second is
+//! answered `503`. Under pressure, the slowest readers are reset first.
+//! Heads are bounded by `max_head_bytes`, bodies by `max_body_bytes`, the
+//! queue by `queue_capacity`, connections by `max_connections`.
+//!
+//! ## Invariants, and why
+//!
+//! - **A worker never waits on a client** (above): what makes a fixed pool
+//!   with blocking handlers safe.
+//! - **One state per connection, one function that moves it**: a
+//!   connection is never lost between threads, and the shutdown can tell
+//!   at any moment which connections still hold work.
+//! - **Counts are guards**: a request counts as in flight from its whole
+//!   head until the last byte of its response is written, wherever the
+//!   connection is, through a guard whose `Drop` gives the count back; so
+//!   a panicking handler cannot wedge the drain. `requests_received` and
+//!   `responses_written` in the report are equal when nothing was lost.
+//! - **Deadlines, not sleeps**: the shutdown computes one deadline when it
+//!   starts and passes it down; every wait has a bound; time arithmetic
+//!   never overflows (durations over seven days are refused).
+//! - **The listener closes only after the backlog is accepted**: a
+//!   connection the kernel completed is served, never reset; new connects
+//!   after the close are refused.
+//! - **A dead thread is a shutdown**: if the acceptor or the poller dies,
+//!   the server shuts down and exits with [`EXIT_THREAD_DIED`]; it never
+//!   leaves a process that accepts nothing and reports success.
+//! - **Bad input costs bounded memory and time**, gets an answer from the
+//!   [`WireError`] table, and closes only that connection.
+//!
+//! ## Where things are
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `http/` | the HTTP/1.1 engine on `httparse`: heads, body framing, responses, keep-alive, the [`WireError`] table; it never waits and knows nothing of threads |
+//! | `server/` | sockets and threads: listener, acceptor, poller, registry (the connection states), memory budget, workers, counters |
+//! | `lifecycle/` | phases and deadline, the in-flight tracker, cleanup hooks, signals, the shutdown sequence and its report |
+//! | `config.rs` | [`ServerConfig`] and its validation |
+//! | `app/` | the reference service: routes, events API, PostgreSQL store, Redis cache, metrics |
+//! | `main.rs`, `cli.rs` | the binary: command line (flags and environment), logging, exit code |
+//!
+//! Each module's opening doc says what it owns; `cargo doc
+//! --document-private-items` shows them all.
+//!
+//! # Embedding it
+//!
+//! Build a [`ServerConfig`] (plain fields, documented defaults), bind a
+//! [`Server`], keep a [`ShutdownHandle`] (to register cleanup hooks and to
+//! stop it from code), install a [`SignalListener`] if SIGTERM should stop
+//! it, and [`run`](Server::run) it with a [`Handler`]: any
+//! `Fn(&mut Request) -> Response`. Test a handler without a socket through
+//! [`ParsedRequest`]. The reference service is [`app::App`], configured by
+//! [`app::ServiceConfig`].
 //!
 //! ```
 //! use gremlins_api::{Response, Server, ServerConfig, StatusCode};

@@ -1,5 +1,5 @@
-//! Graceful shutdown of the reference binary, as DESIGN.md "Lifecycle"
-//! promises it: real processes on 127.0.0.1, real signals, real sockets.
+//! Graceful shutdown of the reference binary, as the crate docs' lifecycle
+//! contract promises it: real processes on 127.0.0.1, real signals, real sockets.
 //!
 //! One service process runs at a time (see [`one_at_a_time`]): the machine
 //! has two cores shared with other builds, and several tests here measure

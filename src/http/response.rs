@@ -54,7 +54,7 @@ impl Response {
     /// The short JSON error every error answer uses:
     /// `{"error": <reason>, "message": ..., "code": ...}`.
     ///
-    /// The service's own answers come from [`WireError`](super::wire_error::WireError),
+    /// The service's own answers come from [`WireError`],
     /// which holds the status and code of each; this is for an embedder's
     /// own codes.
     pub fn error(status: StatusCode, message: &str, code: &str) -> Self {
