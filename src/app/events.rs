@@ -169,3 +169,165 @@ pub(crate) fn list(services: &Services, request: &Request<'_>) -> Response {
         Err(error) => unavailable(services, &error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::app::cache::Cache;
+    use crate::app::metrics::Metrics;
+    use crate::app::spool::Spool;
+    use crate::app::store::MemoryStore;
+    use crate::http::ParsedRequest;
+
+    /// The handlers' services over the in-memory store, with no cache.
+    fn services() -> Services {
+        Services {
+            store: Arc::new(MemoryStore::default()),
+            cache: Arc::new(Cache::new(
+                None,
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+            )),
+            spool: Arc::new(Spool::create(1024).expect("a spool dir under the temp dir")),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// `POST /v1/events` with `body` and, if given, an `Idempotency-Key`.
+    fn post(services: &Services, body: &str, key: Option<&str>) -> Response {
+        let key = key.map_or(String::new(), |key| format!("Idempotency-Key: {key}\r\n"));
+        let bytes = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{key}\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let parsed = ParsedRequest::parse(bytes.as_bytes()).expect("a well-framed request");
+        create(services, &mut parsed.request())
+    }
+
+    fn list_page(services: &Services, query: &str) -> Response {
+        let bytes = format!("GET /v1/events?{query} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let parsed = ParsedRequest::parse(bytes.as_bytes()).expect("a well-framed request");
+        list(services, &parsed.request())
+    }
+
+    fn json(response: &Response) -> Value {
+        serde_json::from_slice(response.body()).expect("a JSON body")
+    }
+
+    /// Asserts `response` is the error answer `expected`.
+    fn assert_answer(response: &Response, expected: WireError) {
+        assert_eq!(response.status(), expected.status(), "{response:?}");
+        assert_eq!(json(response)["code"], expected.code(), "{response:?}");
+    }
+
+    #[test]
+    fn a_posted_event_is_stored_and_answered_201_with_its_id() {
+        let services = services();
+        let response = post(&services, r#"{"type":"signup","payload":{"user":7}}"#, None);
+        assert_eq!(response.status(), StatusCode::CREATED, "{response:?}");
+        let event = json(&response);
+        assert_eq!(event["type"], "signup");
+        assert_eq!(event["payload"]["user"], 7);
+        let id = event["id"].as_i64().expect("an id");
+        let stored = get(&services, &id.to_string());
+        assert_eq!(json(&stored), event);
+    }
+
+    #[test]
+    fn the_same_idempotency_key_replays_the_first_event_and_a_different_event_conflicts() {
+        let services = services();
+        let body = r#"{"type":"pay","payload":{"cents":100}}"#;
+        let first = post(&services, body, Some("k-1"));
+        let again = post(&services, body, Some("k-1"));
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(again.header("Idempotency-Replayed"), Some("true"));
+        assert_eq!(json(&again), json(&first));
+        let other = post(
+            &services,
+            r#"{"type":"pay","payload":{"cents":999}}"#,
+            Some("k-1"),
+        );
+        assert_answer(&other, WireError::IdempotencyKeyConflict);
+        assert_answer(
+            &post(&services, body, Some("has space")),
+            WireError::BadIdempotencyKey,
+        );
+    }
+
+    #[test]
+    fn invalid_events_are_refused_with_their_codes() {
+        let services = services();
+        assert_answer(&post(&services, "{not json", None), WireError::InvalidJson);
+        assert_answer(
+            &post(&services, r#"{"type":"t","paylod":{}}"#, None),
+            WireError::InvalidEvent,
+        );
+        assert_answer(
+            &post(&services, r#"{"type":"","payload":{}}"#, None),
+            WireError::InvalidEvent,
+        );
+        assert_answer(
+            &post(
+                &services,
+                r#"{"type":"t","payload":{"a":"x\u0000y"}}"#,
+                None,
+            ),
+            WireError::InvalidEvent,
+        );
+        assert_answer(
+            &post(&services, r#"{"type":"t","payload":[1]}"#, None),
+            WireError::InvalidEvent,
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_spool_threshold_is_read_from_its_file() {
+        let services = services();
+        let big = "x".repeat(4096);
+        let response = post(
+            &services,
+            &format!(r#"{{"type":"big","payload":{{"text":"{big}"}}}}"#),
+            None,
+        );
+        assert_eq!(response.status(), StatusCode::CREATED, "{response:?}");
+        assert_eq!(json(&response)["payload"]["text"], big.as_str());
+    }
+
+    #[test]
+    fn unknown_and_malformed_ids_are_not_found() {
+        let services = services();
+        assert_answer(&get(&services, "12345"), WireError::NoSuchEvent);
+        assert_answer(&get(&services, "abc"), WireError::NoSuchEvent);
+        assert_answer(&get(&services, "-1"), WireError::NoSuchEvent);
+    }
+
+    #[test]
+    fn pages_come_in_id_order_and_say_where_the_next_starts() {
+        let services = services();
+        for index in 0..5 {
+            let body = format!(r#"{{"type":"n","payload":{{"i":{index}}}}}"#);
+            assert_eq!(post(&services, &body, None).status(), StatusCode::CREATED);
+        }
+        let page = json(&list_page(&services, "limit=2"));
+        let ids: Vec<i64> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|event| event["id"].as_i64().expect("an id"))
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[0] < ids[1], "{ids:?}");
+        assert_eq!(page["next_after"], ids[1]);
+        let rest = json(&list_page(&services, &format!("after={}&limit=10", ids[1])));
+        assert_eq!(rest["events"].as_array().expect("events").len(), 3);
+        assert_eq!(rest["next_after"], Value::Null);
+        assert_answer(&list_page(&services, "limit=0"), WireError::BadLimit);
+        assert_answer(&list_page(&services, "after=x"), WireError::BadAfter);
+    }
+}
