@@ -90,6 +90,7 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod server;
+mod sync;
 
 pub use config::Config;
 pub use error::Error;

@@ -13,6 +13,7 @@ use super::cache::Cache;
 use crate::http::{Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
 use crate::server::Stats;
+use crate::sync;
 
 /// Labels of the request counter. Routes are templates (`/v1/events/{id}`)
 /// so the label set stays small.
@@ -146,10 +147,7 @@ impl Metrics {
             }
         };
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
-        let _rendering = self
-            .rendering
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _rendering = sync::lock(&self.rendering);
         self.in_flight.set(gauge(shutdown.in_flight_requests()));
         self.open_connections
             .set(gauge(shutdown.open_connections()));

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::http::{Request, Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
 use crate::server::{Handler, Stats};
+use crate::sync;
 
 pub use cache::{COUNTERS_KEY, Cache};
 pub use counters::{PeriodicFlush, RequestCounters, TOTAL_FIELD};
@@ -174,10 +175,7 @@ impl App {
     /// again (bounded by the store's own timeout) while the others answer
     /// from the last result, or "not ready" before the first check ended.
     fn readiness(&self) -> bool {
-        let last = *self
-            .readiness
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let last = *sync::lock(&self.readiness);
         match last {
             Some((checked, ready)) if checked.elapsed() < READINESS_CACHE => return ready,
             _ => {}
@@ -191,10 +189,7 @@ impl App {
         }
         let _checking = Checking(&self.checking);
         let ready = self.services.store.check().is_ok();
-        *self
-            .readiness
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), ready));
+        *sync::lock(&self.readiness) = Some((Instant::now(), ready));
         ready
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::cleanup::Cleanup;
 use super::inflight::InFlight;
+use crate::sync;
 
 /// Where the process is in its life, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -167,10 +168,7 @@ impl Lifecycle {
     /// Records the first trigger and wakes the coordinator; later ones are
     /// ignored (the signal handler deals with a second signal itself).
     pub(crate) fn trigger(&self, trigger: Trigger) {
-        let mut slot = self
-            .trigger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = sync::lock(&self.trigger);
         if slot.is_none() {
             *slot = Some(trigger);
             self.triggered.notify_all();
@@ -185,18 +183,12 @@ impl Lifecycle {
 
     /// Blocks until a shutdown is triggered.
     pub(crate) fn wait_for_trigger(&self) -> Trigger {
-        let mut slot = self
-            .trigger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = sync::lock(&self.trigger);
         loop {
             if let Some(trigger) = *slot {
                 return trigger;
             }
-            slot = self
-                .triggered
-                .wait(slot)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slot = sync::wait(&self.triggered, slot);
         }
     }
 }

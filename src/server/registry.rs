@@ -27,6 +27,7 @@ use super::conn::{Conn, Rates, later};
 use super::log_limit::RateLimitedWarning;
 use crate::http::{Buffers, Connection, Response, StatusCode};
 use crate::lifecycle::{InFlightGuard, Lifecycle};
+use crate::sync;
 
 /// Where a connection is, and what it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,9 +206,7 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.slots)
     }
 
     fn wake_poller(&self) {
@@ -356,9 +355,7 @@ impl Registry {
             Err(TrySendError::Full(conn)) => {
                 drop(slots);
                 self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-                self.overloaded
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                sync::lock(&self.overloaded)
                     .warn(|| "refused a request with 503: every worker queue slot is taken".into());
                 (conn, overloaded())
             }

@@ -16,6 +16,7 @@ use super::conn::Conn;
 use super::registry::{Next, Registry, shutting_down};
 use crate::http::{KeepAlive, Limits, Response, StatusCode};
 use crate::lifecycle::{AbandonedRequest, Lifecycle};
+use crate::sync;
 
 /// Stop serving more pipelined requests in a turn once this much of their
 /// responses is waiting to be written (backpressure on a client that does
@@ -40,7 +41,7 @@ pub(crate) fn running_requests(slots: &[RunningSlot]) -> Vec<AbandonedRequest> {
         .iter()
         .enumerate()
         .filter_map(|(worker, slot)| {
-            let running = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let running = sync::lock(slot);
             running
                 .current
                 .as_ref()
@@ -147,7 +148,7 @@ fn serve_one(id: usize, conn: &mut Conn, context: &WorkerContext) -> bool {
 }
 
 fn set_running(slot: &RunningSlot, request: Option<(&str, &str)>) {
-    let mut running = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut running = sync::lock(slot);
     match request {
         Some((method, path)) => match &mut running.current {
             Some((started, current_method, current_path)) => {
