@@ -96,7 +96,7 @@ pub use config::Config;
 pub use error::Error;
 pub use http::{Request, Response, StatusCode};
 pub use lifecycle::{
-    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Phase, ShutdownHandle,
-    ShutdownReport, SignalListener,
+    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Outcome, Phase,
+    ShutdownHandle, ShutdownReport, SignalListener, Trigger,
 };
 pub use server::{Handler, Server};

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
+use serde::Serialize;
+
 use super::cleanup::Cleanup;
 use super::inflight::InFlight;
 use crate::sync;
@@ -50,26 +52,34 @@ impl Phase {
     }
 }
 
-/// What started the shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What started the shutdown, as the report's `trigger` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub enum Trigger {
-    /// A signal, by number.
-    Signal(i32),
+    /// SIGTERM (what an orchestrator sends to stop the process).
+    #[serde(rename = "SIGTERM")]
+    Sigterm,
+    /// SIGINT (Ctrl-C).
+    #[serde(rename = "SIGINT")]
+    Sigint,
     /// [`ShutdownHandle::shutdown`].
+    #[serde(rename = "handle")]
     Handle,
-    /// A thread the server cannot run without died (by its name).
-    ThreadDied(&'static str),
+    /// A thread the server cannot run without died; the report's
+    /// `failed_thread` names it.
+    #[serde(rename = "thread_died")]
+    ThreadDied,
 }
 
 impl Trigger {
-    /// `SIGTERM`, `SIGINT`, `signal 10`, or `handle`.
-    pub fn name(self) -> String {
+    /// `SIGTERM`, `SIGINT`, `handle` or `thread_died`: its name in the
+    /// report and in logs.
+    pub fn name(self) -> &'static str {
         match self {
-            Self::Signal(15) => "SIGTERM".into(),
-            Self::Signal(2) => "SIGINT".into(),
-            Self::Signal(number) => format!("signal {number}"),
-            Self::Handle => "handle".into(),
-            Self::ThreadDied(thread) => format!("{thread} thread died"),
+            Self::Sigterm => "SIGTERM",
+            Self::Sigint => "SIGINT",
+            Self::Handle => "handle",
+            Self::ThreadDied => "thread_died",
         }
     }
 }
@@ -178,7 +188,7 @@ impl Lifecycle {
     /// Records that a supervised thread died and starts the shutdown.
     pub(crate) fn thread_died(&self, thread: &'static str) {
         let _ = self.failed_thread.set(thread);
-        self.trigger(Trigger::ThreadDied(thread));
+        self.trigger(Trigger::ThreadDied);
     }
 
     /// Blocks until a shutdown is triggered.
@@ -239,5 +249,22 @@ impl ShutdownHandle {
 
     pub(crate) fn trigger(&self, trigger: Trigger) {
         self.lifecycle.trigger(trigger);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_is_serialised_under_its_name() {
+        for trigger in [
+            Trigger::Sigterm,
+            Trigger::Sigint,
+            Trigger::Handle,
+            Trigger::ThreadDied,
+        ] {
+            assert_eq!(serde_json::to_value(trigger).expect("json"), trigger.name());
+        }
     }
 }
