@@ -99,4 +99,4 @@ pub use lifecycle::{
     EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Outcome, Phase,
     ShutdownHandle, ShutdownReport, SignalListener, Trigger,
 };
-pub use server::{Handler, Server};
+pub use server::{Handler, Server, Stats, StatsSnapshot};

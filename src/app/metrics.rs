@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus (OpenMetrics) text, through prometheus-client.
 
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -137,7 +137,7 @@ impl Metrics {
     pub(crate) fn render(
         &self,
         shutdown: &ShutdownHandle,
-        stats: &Arc<Stats>,
+        stats: &Stats,
         cache: &Cache,
     ) -> Response {
         let set_counter = |counter: &Counter, value: u64| {
@@ -151,20 +151,15 @@ impl Metrics {
         self.in_flight.set(gauge(shutdown.in_flight_requests()));
         self.open_connections
             .set(gauge(shutdown.open_connections()));
-        self.queue_depth.set(gauge(stats.queue_depth()));
+        let snapshot = stats.snapshot();
+        self.queue_depth.set(gauge(snapshot.queue_depth));
         self.buffered_bytes
-            .set(i64::try_from(stats.buffered_bytes()).unwrap_or(i64::MAX));
+            .set(i64::try_from(snapshot.buffered_bytes).unwrap_or(i64::MAX));
         self.shutdown_phase.set(shutdown.phase() as i64);
         set_counter(&self.cache_errors, cache.errors.load(Ordering::Relaxed));
-        set_counter(&self.overloaded, stats.overloaded.load(Ordering::Relaxed));
-        set_counter(
-            &self.over_capacity,
-            stats.over_capacity.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.reclaimed_idle,
-            stats.reclaimed_idle.load(Ordering::Relaxed),
-        );
+        set_counter(&self.overloaded, snapshot.refused_overloaded);
+        set_counter(&self.over_capacity, snapshot.refused_over_capacity);
+        set_counter(&self.reclaimed_idle, snapshot.reclaimed_idle);
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             return Response::error(

@@ -47,7 +47,7 @@ pub struct App {
     services: Services,
     counters: Arc<RequestCounters>,
     shutdown: ShutdownHandle,
-    stats: Arc<Stats>,
+    stats: Stats,
     test_routes: bool,
     /// The last dependency check's result and when it finished. Written by
     /// the worker holding `checking` when its check ends, read by every
@@ -83,11 +83,7 @@ impl App {
     /// Fails when the spool dir cannot be created (under the system temp
     /// dir, `TMPDIR`) or the counter flush thread cannot be started; the
     /// error's message says which.
-    pub fn new(
-        config: &Config,
-        shutdown: ShutdownHandle,
-        stats: Arc<Stats>,
-    ) -> std::io::Result<Self> {
+    pub fn new(config: &Config, shutdown: ShutdownHandle, stats: Stats) -> std::io::Result<Self> {
         if config.enable_test_routes {
             log::warn!(
                 "TEST ROUTES ENABLED: /test/sleep and /test/panic are served; never do this in production"

@@ -103,7 +103,10 @@ pub(crate) fn run(
         );
     } else {
         let refused = server.refuse_queued();
-        lifecycle.refused.fetch_add(refused, Ordering::Relaxed);
+        lifecycle
+            .counts
+            .refused_shutting_down
+            .fetch_add(refused, Ordering::Relaxed);
         abandoned = server.running();
         log::warn!(
             "shutdown: deadline reached with {} requests running; {} queued requests answered 503",
@@ -146,17 +149,18 @@ pub(crate) fn run(
 
     let failed_thread = lifecycle.failed_thread.get().copied();
     let outcome = Outcome::of(failed_thread, drained, &hooks);
+    let counts = &lifecycle.counts;
     ShutdownReport {
         trigger,
         outcome,
         exit_code: outcome.exit_code(),
         phases,
-        requests_drained: lifecycle.drained.load(Ordering::Relaxed),
-        requests_received: lifecycle.requests_received.load(Ordering::Relaxed),
-        responses_written: lifecycle.responses_written.load(Ordering::Relaxed),
+        requests_drained: counts.drained.load(Ordering::Relaxed),
+        requests_received: counts.requests_received.load(Ordering::Relaxed),
+        responses_written: counts.responses_written.load(Ordering::Relaxed),
         requests_abandoned: abandoned.len(),
-        requests_refused_503: lifecycle.refused.load(Ordering::Relaxed),
-        connections_closed_idle: lifecycle.closed_idle.load(Ordering::Relaxed),
+        requests_refused_503: counts.refused_shutting_down.load(Ordering::Relaxed),
+        connections_closed_idle: counts.closed_idle.load(Ordering::Relaxed),
         failed_thread,
         abandoned,
         hooks,

@@ -3,6 +3,7 @@
 
 mod cleanup;
 pub(crate) mod coordinator;
+mod counters;
 pub mod inflight;
 mod report;
 mod signals;

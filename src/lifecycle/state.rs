@@ -1,13 +1,14 @@
 //! The shared lifecycle state: the phase, the shutdown trigger, the
-//! deadline and the counts the shutdown report is made of.
+//! deadline, the in-flight trackers and the server's counts.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::cleanup::Cleanup;
+use super::counters::Counters;
 use super::inflight::InFlight;
 use crate::sync;
 
@@ -87,7 +88,8 @@ impl Trigger {
 /// State shared by every thread. The phase and the deadline are written
 /// only by the coordinator, the trigger only by the first shutdown request;
 /// everyone reads them. The counts are written by the threads that see the
-/// events (noted on each) and read by the coordinator for the report.
+/// events and read by the report and [`Stats`](crate::server::Stats)
+/// (see `counts`).
 #[derive(Debug)]
 pub struct Lifecycle {
     /// Written by the coordinator (phase changes, in order); read by every
@@ -103,27 +105,8 @@ pub struct Lifecycle {
     pub(crate) requests: Arc<InFlight>,
     /// Open client connections (accepted, not yet closed).
     pub(crate) connections: Arc<InFlight>,
-    /// Requests completed after the trigger: added to by workers, read by
-    /// the coordinator after the workers stopped (Relaxed: a plain count).
-    pub(crate) drained: AtomicU64,
-    /// Requests answered 503 because the deadline had passed: added to by
-    /// workers and the coordinator (Relaxed: a plain count).
-    pub(crate) refused: AtomicU64,
-    /// Idle keep-alive connections closed at last call: added to by the
-    /// poller (Relaxed: a plain count).
-    pub(crate) closed_idle: AtomicU64,
-    /// Request heads fully received since start: added to by the thread
-    /// that parses a head (the poller, or a worker for a pipelined one),
-    /// read by the coordinator for the report (Relaxed: a plain count that
-    /// orders nothing).
-    pub(crate) requests_received: AtomicU64,
-    /// Responses to those requests written to their last byte since start:
-    /// added to by the thread that finishes the write (a worker or the
-    /// poller), read by the coordinator for the report after the threads
-    /// stopped (Relaxed: a plain count). Short of `requests_received` only
-    /// by requests abandoned at the deadline or whose client could not be
-    /// written to.
-    pub(crate) responses_written: AtomicU64,
+    /// What happened since the start, counted.
+    pub(crate) counts: Counters,
     /// The first supervised thread that died: set once by that thread as
     /// it unwinds; read by the coordinator for the report.
     pub(crate) failed_thread: OnceLock<&'static str>,
@@ -139,11 +122,7 @@ impl Lifecycle {
             deadline: OnceLock::new(),
             requests: InFlight::new(),
             connections: InFlight::new(),
-            drained: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            closed_idle: AtomicU64::new(0),
-            requests_received: AtomicU64::new(0),
-            responses_written: AtomicU64::new(0),
+            counts: Counters::default(),
             failed_thread: OnceLock::new(),
             cleanup: Cleanup::default(),
         })

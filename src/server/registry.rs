@@ -21,7 +21,6 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use slab::Slab;
 
-use super::Stats;
 use super::budget::{Budget, Reservation};
 use super::conn::{Conn, Rates, later};
 use super::log_limit::RateLimitedWarning;
@@ -156,7 +155,6 @@ pub(crate) struct Registry {
     timeouts: Timeouts,
     pub(crate) budget: Arc<Budget>,
     lifecycle: Arc<Lifecycle>,
-    stats: Arc<Stats>,
     overloaded: Mutex<RateLimitedWarning>,
     /// Spare buffers: taken by the poller before it reads, given back by
     /// whoever parks a connection idle or closes it.
@@ -177,7 +175,6 @@ impl Registry {
         max_buffered_bytes: u64,
         queue: Sender<Box<Conn>>,
         lifecycle: Arc<Lifecycle>,
-        stats: Arc<Stats>,
     ) -> std::io::Result<(Self, mio::Poll)> {
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
@@ -198,7 +195,6 @@ impl Registry {
             timeouts,
             budget,
             lifecycle,
-            stats,
             overloaded: Mutex::new(RateLimitedWarning::default()),
             pool: crossbeam_channel::bounded(POOLED_BUFFERS),
         };
@@ -354,7 +350,10 @@ impl Registry {
             }
             Err(TrySendError::Full(conn)) => {
                 drop(slots);
-                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                self.lifecycle
+                    .counts
+                    .refused_overloaded
+                    .fetch_add(1, Ordering::Relaxed);
                 sync::lock(&self.overloaded)
                     .warn(|| "refused a request with 503: every worker queue slot is taken".into());
                 (conn, overloaded())
@@ -688,7 +687,10 @@ impl Registry {
         match conn {
             Some(conn) => {
                 self.close(conn);
-                self.stats.reclaimed_idle.fetch_add(1, Ordering::Relaxed);
+                self.lifecycle
+                    .counts
+                    .reclaimed_idle
+                    .fetch_add(1, Ordering::Relaxed);
                 true
             }
             None => false,

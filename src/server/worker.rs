@@ -83,7 +83,10 @@ fn serve_turn(id: usize, conn: &mut Conn, context: &WorkerContext) -> Next {
     let lifecycle = &context.lifecycle;
     for _ in 0..MAX_REQUESTS_PER_TURN {
         if lifecycle.deadline_passed() {
-            lifecycle.refused.fetch_add(1, Ordering::Relaxed);
+            lifecycle
+                .counts
+                .refused_shutting_down
+                .fetch_add(1, Ordering::Relaxed);
             return Next::Refuse(shutting_down());
         }
         let open = serve_one(id, conn, context);
@@ -142,7 +145,7 @@ fn serve_one(id: usize, conn: &mut Conn, context: &WorkerContext) -> bool {
     };
     let open = conn.answer(&response, keep_alive);
     if shutting_down {
-        lifecycle.drained.fetch_add(1, Ordering::Relaxed);
+        lifecycle.counts.drained.fetch_add(1, Ordering::Relaxed);
     }
     open
 }
