@@ -47,7 +47,6 @@ pub struct App {
     services: Services,
     counters: Arc<RequestCounters>,
     shutdown: ShutdownHandle,
-    stats: Stats,
     test_routes: bool,
     /// The last dependency check's result and when it finished. Written by
     /// the worker holding `checking` when its check ends, read by every
@@ -78,7 +77,10 @@ impl App {
     /// Builds the service from `config`: opens the store and cache
     /// (lazily: nothing connects yet), creates the spool dir, starts the
     /// counter flush, and registers the cleanup hooks `cleanup_temp_files`
-    /// and `flush_metrics` (which run in the reverse order).
+    /// and `flush_metrics` (which run in the reverse order). `/metrics`
+    /// reads the server's numbers through `stats` ([`Server::stats`]).
+    ///
+    /// [`Server::stats`]: crate::Server::stats
     ///
     /// Fails when the spool dir cannot be created (under the system temp
     /// dir, `TMPDIR`) or the counter flush thread cannot be started; the
@@ -133,13 +135,12 @@ impl App {
         Ok(Self {
             services: Services {
                 store,
+                metrics: Metrics::new(stats, cache.errors()),
                 cache,
                 spool,
-                metrics: Metrics::default(),
             },
             counters,
             shutdown,
-            stats,
             test_routes: config.enable_test_routes,
             readiness: Mutex::new(None),
             checking: AtomicBool::new(false),
@@ -229,12 +230,7 @@ impl App {
             ("/", true) => ("/", Response::text(StatusCode::OK, "ok")),
             ("/healthz", true) => ("/healthz", Response::text(StatusCode::OK, "ok")),
             ("/readyz", true) => ("/readyz", self.readyz()),
-            ("/metrics", true) => (
-                "/metrics",
-                self.services
-                    .metrics
-                    .render(&self.shutdown, &self.stats, &self.services.cache),
-            ),
+            ("/metrics", true) => ("/metrics", self.services.metrics.render()),
             ("/v1/events", true) => ("/v1/events", events::list(&self.services, request)),
             ("/v1/events", false) if method == "POST" => {
                 ("/v1/events", events::create(&self.services, request))
