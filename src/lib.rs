@@ -172,6 +172,7 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod server;
+mod sync;
 
 #[doc(hidden)]
 pub use config::SupervisedThread;
@@ -179,7 +180,7 @@ pub use config::{ConfigError, ServerConfig};
 pub use error::Error;
 pub use http::{ParsedRequest, Request, Response, StatusCode, WireError};
 pub use lifecycle::{
-    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Phase, ShutdownHandle,
-    ShutdownReport, SignalListener,
+    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Outcome, Phase,
+    ShutdownHandle, ShutdownReport, SignalListener, Trigger,
 };
-pub use server::{Handler, Server};
+pub use server::{Handler, Server, Stats, StatsSnapshot};

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use redis::{Commands, RedisResult};
 
 use super::clients::{self, Owned};
@@ -47,8 +48,10 @@ pub struct Cache {
     /// means one more try or one more skip.
     skip_until_ms: AtomicU64,
     epoch: Instant,
-    /// Redis errors seen, for metrics.
-    pub errors: AtomicU64,
+    /// Redis errors seen: added to where each happens (any worker, the
+    /// flusher thread), read by `/metrics`, which registers a handle to
+    /// this same counter.
+    errors: Counter,
 }
 
 impl Cache {
@@ -74,8 +77,13 @@ impl Cache {
             ttl_seconds: ttl.as_secs().max(1),
             skip_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            errors: AtomicU64::new(0),
+            errors: Counter::default(),
         }
+    }
+
+    /// A handle to the Redis error counter, for `/metrics` to register.
+    pub(crate) fn errors(&self) -> Counter {
+        self.errors.clone()
     }
 
     /// Whether Redis is configured.
@@ -116,7 +124,7 @@ impl Cache {
             pipeline.hincr(COUNTERS_KEY, field, *count).ignore();
         }
         pipeline.query::<()>(&mut connection).map_err(|error| {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.errors.inc();
             error.to_string()
         })
     }
@@ -164,7 +172,7 @@ impl Cache {
                         "Redis call failed ({error}); skipping Redis for {} ms",
                         RETRY_BACKOFF.as_millis()
                     );
-                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    self.errors.inc();
                     *worker = None;
                     let retry_ms = now_ms
                         .saturating_add(u64::try_from(RETRY_BACKOFF.as_millis()).unwrap_or(0));

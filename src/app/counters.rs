@@ -15,6 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::cache::Cache;
+use crate::sync;
 
 /// The field that counts every request.
 pub const TOTAL_FIELD: &str = "total";
@@ -58,9 +59,7 @@ impl RequestCounters {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, u64>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.pending)
     }
 }
 

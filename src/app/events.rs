@@ -183,18 +183,22 @@ mod tests {
     use crate::app::spool::Spool;
     use crate::app::store::MemoryStore;
     use crate::http::ParsedRequest;
+    use crate::{Server, ServerConfig};
 
-    /// The handlers' services over the in-memory store, with no cache.
+    /// The handlers' services over the in-memory store, with no cache (and
+    /// the metrics of a server bound to a free port, never run).
     fn services() -> Services {
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            ..ServerConfig::default()
+        };
+        let server = Server::bind(config).expect("bind a free port on 127.0.0.1");
+        let cache = Cache::new(None, Duration::from_millis(100), Duration::from_secs(1));
         Services {
             store: Arc::new(MemoryStore::default()),
-            cache: Arc::new(Cache::new(
-                None,
-                Duration::from_millis(100),
-                Duration::from_secs(1),
-            )),
+            metrics: Metrics::new(server.stats(), cache.errors()),
+            cache: Arc::new(cache),
             spool: Arc::new(Spool::create(1024).expect("a spool dir under the temp dir")),
-            metrics: Metrics::default(),
         }
     }
 

@@ -20,6 +20,7 @@ use crate::http::WireError;
 use crate::http::{Request, Response, StatusCode};
 use crate::lifecycle::ShutdownHandle;
 use crate::server::{Handler, Stats};
+use crate::sync;
 
 pub use cache::{COUNTERS_KEY, Cache};
 pub use config::ServiceConfig;
@@ -41,7 +42,6 @@ pub struct App {
     services: Services,
     counters: Arc<RequestCounters>,
     shutdown: ShutdownHandle,
-    stats: Arc<Stats>,
     test_routes: bool,
     /// The last dependency check's result and when it finished. Written by
     /// the worker holding `checking` when its check ends, read by every
@@ -72,7 +72,10 @@ impl App {
     /// Builds the service from `config`: opens the store and cache
     /// (lazily: nothing connects yet), creates the spool dir, starts the
     /// counter flush, and registers the cleanup hooks `cleanup_temp_files`
-    /// and `flush_metrics` (which run in the reverse order).
+    /// and `flush_metrics` (which run in the reverse order). `/metrics`
+    /// reads the server's numbers through `stats` ([`Server::stats`]).
+    ///
+    /// [`Server::stats`]: crate::Server::stats
     ///
     /// Fails when the spool dir cannot be created (under the system temp
     /// dir, `TMPDIR`) or the counter flush thread cannot be started; the
@@ -80,7 +83,7 @@ impl App {
     pub fn new(
         config: &ServiceConfig,
         shutdown: ShutdownHandle,
-        stats: Arc<Stats>,
+        stats: Stats,
     ) -> std::io::Result<Self> {
         if config.test_routes {
             log::warn!(
@@ -131,13 +134,12 @@ impl App {
         Ok(Self {
             services: Services {
                 store,
+                metrics: Metrics::new(stats, cache.errors()),
                 cache,
                 spool,
-                metrics: Metrics::default(),
             },
             counters,
             shutdown,
-            stats,
             test_routes: config.test_routes,
             readiness: Mutex::new(None),
             checking: AtomicBool::new(false),
@@ -161,10 +163,7 @@ impl App {
     /// again (bounded by the store's own timeout) while the others answer
     /// from the last result, or "not ready" before the first check ended.
     fn readiness(&self) -> bool {
-        let last = *self
-            .readiness
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let last = *sync::lock(&self.readiness);
         match last {
             Some((checked, ready)) if checked.elapsed() < READINESS_CACHE => return ready,
             _ => {}
@@ -178,10 +177,7 @@ impl App {
         }
         let _checking = Checking(&self.checking);
         let ready = self.services.store.check().is_ok();
-        *self
-            .readiness
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), ready));
+        *sync::lock(&self.readiness) = Some((Instant::now(), ready));
         ready
     }
 
@@ -218,12 +214,7 @@ impl App {
             ("/", true) => ("/", Response::text(StatusCode::OK, "ok")),
             ("/healthz", true) => ("/healthz", Response::text(StatusCode::OK, "ok")),
             ("/readyz", true) => ("/readyz", self.readyz()),
-            ("/metrics", true) => (
-                "/metrics",
-                self.services
-                    .metrics
-                    .render(&self.shutdown, &self.stats, &self.services.cache),
-            ),
+            ("/metrics", true) => ("/metrics", self.services.metrics.render()),
             ("/v1/events", true) => ("/v1/events", events::list(&self.services, request)),
             ("/v1/events", false) if method == "POST" => {
                 ("/v1/events", events::create(&self.services, request))

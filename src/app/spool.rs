@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use tempfile::TempDir;
 
 use crate::http::{BodyError, Request};
+use crate::sync;
 
 /// A request body, in memory or in a spool file (deleted when dropped).
 #[derive(Debug)]
@@ -94,11 +95,7 @@ impl Spool {
     /// Removes the spool dir and whatever is left in it (the
     /// `cleanup_temp_files` hook).
     pub(crate) fn remove(&self) -> io::Result<()> {
-        let dir = self
-            .dir
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let dir = sync::lock(&self.dir).take();
         match dir {
             Some(dir) => {
                 dir.close()?;

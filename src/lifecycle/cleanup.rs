@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::sync;
+
 type HookFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 struct Hook {
@@ -23,11 +25,7 @@ pub(crate) struct Cleanup {
 
 impl std::fmt::Debug for Cleanup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = self
-            .hooks
-            .lock()
-            .map(|hooks| hooks.len())
-            .unwrap_or_default();
+        let count = sync::lock(&self.hooks).len();
         f.debug_struct("Cleanup").field("hooks", &count).finish()
     }
 }
@@ -66,13 +64,10 @@ impl Cleanup {
         E: std::fmt::Display,
     {
         let run: HookFn = Box::new(move || hook().map_err(|error| error.to_string()));
-        self.hooks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Hook {
-                name: name.to_owned(),
-                run,
-            });
+        sync::lock(&self.hooks).push(Hook {
+            name: name.to_owned(),
+            run,
+        });
     }
 
     /// Runs every hook not run yet, last registered first, and returns how
@@ -80,12 +75,7 @@ impl Cleanup {
     /// share of what is left when it starts, so a hang in one leaves time
     /// for the rest.
     pub(crate) fn run(&self, timeout: Duration) -> Vec<HookReport> {
-        let hooks = std::mem::take(
-            &mut *self
-                .hooks
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let hooks = std::mem::take(&mut *sync::lock(&self.hooks));
         let deadline = Instant::now() + timeout;
         let count = hooks.len();
         hooks

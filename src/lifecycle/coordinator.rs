@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::report::{AbandonedRequest, PhaseDurations, ShutdownReport};
+use super::report::{AbandonedRequest, Outcome, PhaseDurations, ShutdownReport};
 use super::state::{Lifecycle, Phase};
 
 /// What the coordinator asks of the server at each step. The server
@@ -103,7 +103,10 @@ pub(crate) fn run(
         );
     } else {
         let refused = server.refuse_queued();
-        lifecycle.refused.fetch_add(refused, Ordering::Relaxed);
+        lifecycle
+            .counts
+            .refused_shutting_down
+            .fetch_add(refused, Ordering::Relaxed);
         abandoned = server.running();
         log::warn!(
             "shutdown: deadline reached with {} requests running; {} queued requests answered 503",
@@ -145,18 +148,19 @@ pub(crate) fn run(
     log::info!("shutdown: workers stopped; exiting");
 
     let failed_thread = lifecycle.failed_thread.get().copied();
-    let (outcome, exit_code) = ShutdownReport::outcome_of(failed_thread, drained, &hooks);
+    let outcome = Outcome::of(failed_thread, drained, &hooks);
+    let counts = &lifecycle.counts;
     ShutdownReport {
-        trigger: trigger.name(),
+        trigger,
         outcome,
-        exit_code,
+        exit_code: outcome.exit_code(),
         phases,
-        requests_drained: lifecycle.drained.load(Ordering::Relaxed),
-        requests_received: lifecycle.requests_received.load(Ordering::Relaxed),
-        responses_written: lifecycle.responses_written.load(Ordering::Relaxed),
+        requests_drained: counts.drained.load(Ordering::Relaxed),
+        requests_received: counts.requests_received.load(Ordering::Relaxed),
+        responses_written: counts.responses_written.load(Ordering::Relaxed),
         requests_abandoned: abandoned.len(),
-        requests_refused_503: lifecycle.refused.load(Ordering::Relaxed),
-        connections_closed_idle: lifecycle.closed_idle.load(Ordering::Relaxed),
+        requests_refused_503: counts.refused_shutting_down.load(Ordering::Relaxed),
+        connections_closed_idle: counts.closed_idle.load(Ordering::Relaxed),
         failed_thread,
         abandoned,
         hooks,
@@ -239,7 +243,7 @@ mod tests {
         let (report, steps) = coordinator.join().expect("coordinator");
         assert_eq!(lifecycle.phase(), Phase::Exited);
         assert_eq!(report.exit_code, EXIT_CLEAN);
-        assert_eq!(report.outcome, "clean");
+        assert_eq!(report.outcome, Outcome::Clean);
         assert_eq!(steps, ["last_call", "stop_accepting", "stop"]);
     }
 
@@ -247,7 +251,7 @@ mod tests {
     fn the_drain_gives_up_at_the_deadline_and_reports_what_is_left() {
         let lifecycle = Lifecycle::new();
         let _stuck = lifecycle.connections.enter();
-        lifecycle.trigger(Trigger::Signal(15));
+        lifecycle.trigger(Trigger::Sigterm);
         let mut server = FakeServer {
             running: vec![AbandonedRequest {
                 method: "GET".into(),
@@ -266,7 +270,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(100));
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(report.exit_code, EXIT_DRAIN_TIMED_OUT);
-        assert_eq!(report.trigger, "SIGTERM");
+        assert_eq!(report.trigger, Trigger::Sigterm);
         assert_eq!(report.requests_abandoned, 1);
         assert_eq!(report.requests_refused_503, 2);
         assert_eq!(report.abandoned[0].path, "/slow");
@@ -286,13 +290,13 @@ mod tests {
             Ok::<(), String>(())
         });
         lifecycle.trigger(Trigger::Handle);
-        lifecycle.trigger(Trigger::Signal(15));
+        lifecycle.trigger(Trigger::Sigterm);
         let report = run(
             &lifecycle,
             timeouts(Duration::from_secs(1)),
             &mut FakeServer::default(),
         );
-        assert_eq!(report.trigger, "handle", "the first trigger wins");
+        assert_eq!(report.trigger, Trigger::Handle, "the first trigger wins");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(report.hooks.len(), 1);
     }

@@ -11,6 +11,10 @@
 //! `SeqCst` reasoning across two locations is needed, and loom can check it.
 
 #[cfg(gremlins_loom)]
+use crate::sync::model::{lock, wait_timeout};
+#[cfg(not(gremlins_loom))]
+use crate::sync::{lock, wait_timeout};
+#[cfg(gremlins_loom)]
 use loom::sync::{Condvar, Mutex, atomic::AtomicUsize};
 #[cfg(not(gremlins_loom))]
 use std::sync::{Condvar, Mutex, atomic::AtomicUsize};
@@ -89,10 +93,7 @@ impl InFlight {
         if before == WAITING | 1 {
             // The waiter may have read the old count and be about to sleep.
             // Taking the lock waits until it sleeps (releasing the lock).
-            let _waiters = self
-                .waiters
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _waiters = lock(&self.waiters);
             self.idle.notify_all();
         }
     }
@@ -101,10 +102,7 @@ impl InFlight {
     /// whether the count reached zero. (Under loom, which has no clock, the
     /// timed wait never times out, so a lost wake-up shows as a deadlock.)
     pub fn wait_idle(&self, deadline: Instant) -> bool {
-        let mut waiters = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut waiters = lock(&self.waiters);
         *waiters += 1;
         // Set before the count is read: a leave ordered after this sees it.
         let mut state = self.state.fetch_or(WAITING, Ordering::AcqRel);
@@ -116,11 +114,7 @@ impl InFlight {
             if left.is_zero() {
                 break false;
             }
-            waiters = self
-                .idle
-                .wait_timeout(waiters, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
+            waiters = wait_timeout(&self.idle, waiters, left).0;
             state = self.state.load(Ordering::Acquire);
         };
         *waiters -= 1;

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::cleanup::{HookOutcome, HookReport};
+use super::state::Trigger;
 
 /// Exit code: every request finished and every hook succeeded.
 pub const EXIT_CLEAN: u8 = 0;
@@ -21,6 +22,51 @@ pub const EXIT_THREAD_DIED: u8 = 5;
 /// Exit codes 128 + signal number mean a second signal forced the exit
 /// (143 for SIGTERM, 130 for SIGINT); no report is written then.
 pub const EXIT_FORCED_BASE: u8 = 128;
+
+/// How the shutdown went, as the report's `outcome` says it; each maps to
+/// one exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every request finished and every hook succeeded.
+    Clean,
+    /// The drain reached `shutdown_timeout` with connections still open.
+    DrainTimedOut,
+    /// The drain finished but a cleanup hook failed, panicked or timed out.
+    CleanupFailed,
+    /// A thread the server cannot run without died; the report's
+    /// `failed_thread` names it.
+    ThreadDied,
+}
+
+impl Outcome {
+    /// The outcome of a shutdown: a dead thread first, then a drain that
+    /// timed out, then a failed hook.
+    pub(crate) fn of(failed_thread: Option<&str>, drained: bool, hooks: &[HookReport]) -> Self {
+        if failed_thread.is_some() {
+            Self::ThreadDied
+        } else if !drained {
+            Self::DrainTimedOut
+        } else if hooks.iter().any(|hook| hook.outcome != HookOutcome::Ok) {
+            Self::CleanupFailed
+        } else {
+            Self::Clean
+        }
+    }
+
+    /// The process exit code for this outcome: [`EXIT_CLEAN`],
+    /// [`EXIT_DRAIN_TIMED_OUT`], [`EXIT_CLEANUP_FAILED`] or
+    /// [`EXIT_THREAD_DIED`].
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Clean => EXIT_CLEAN,
+            Self::DrainTimedOut => EXIT_DRAIN_TIMED_OUT,
+            Self::CleanupFailed => EXIT_CLEANUP_FAILED,
+            Self::ThreadDied => EXIT_THREAD_DIED,
+        }
+    }
+}
 
 /// A request still running at the deadline.
 #[derive(Debug, Clone, Serialize)]
@@ -54,11 +100,12 @@ pub struct PhaseDurations {
 /// What the shutdown did, as logged in its last line.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShutdownReport {
-    /// `SIGTERM`, `SIGINT` or `handle`.
-    pub trigger: String,
+    /// What started the shutdown: `SIGTERM`, `SIGINT`, `handle` or
+    /// `thread_died`.
+    pub trigger: Trigger,
     /// `clean`, `drain_timed_out`, `cleanup_failed` or `thread_died`.
-    pub outcome: &'static str,
-    /// The process exit code this outcome maps to.
+    pub outcome: Outcome,
+    /// The process exit code the outcome maps to ([`Outcome::exit_code`]).
     pub exit_code: u8,
     /// Time per phase.
     pub phases: PhaseDurations,
@@ -86,25 +133,50 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// The outcome and exit code for a drain result and hook reports.
-    pub(crate) fn outcome_of(
-        failed_thread: Option<&str>,
-        drained: bool,
-        hooks: &[HookReport],
-    ) -> (&'static str, u8) {
-        if failed_thread.is_some() {
-            ("thread_died", EXIT_THREAD_DIED)
-        } else if !drained {
-            ("drain_timed_out", EXIT_DRAIN_TIMED_OUT)
-        } else if hooks.iter().any(|hook| hook.outcome != HookOutcome::Ok) {
-            ("cleanup_failed", EXIT_CLEANUP_FAILED)
-        } else {
-            ("clean", EXIT_CLEAN)
-        }
-    }
-
     /// The report as one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::json!({ "shutdown_report": self }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_is_serialised_as_the_report_names_it() {
+        for (outcome, name, code) in [
+            (Outcome::Clean, "clean", EXIT_CLEAN),
+            (
+                Outcome::DrainTimedOut,
+                "drain_timed_out",
+                EXIT_DRAIN_TIMED_OUT,
+            ),
+            (
+                Outcome::CleanupFailed,
+                "cleanup_failed",
+                EXIT_CLEANUP_FAILED,
+            ),
+            (Outcome::ThreadDied, "thread_died", EXIT_THREAD_DIED),
+        ] {
+            assert_eq!(serde_json::to_value(outcome).expect("json"), name);
+            assert_eq!(outcome.exit_code(), code, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_dead_thread_outweighs_a_timed_out_drain_which_outweighs_a_failed_hook() {
+        let failed = [HookReport {
+            name: "flush".into(),
+            outcome: HookOutcome::Panicked,
+            ms: 1,
+        }];
+        assert_eq!(
+            Outcome::of(Some("poller"), false, &failed),
+            Outcome::ThreadDied
+        );
+        assert_eq!(Outcome::of(None, false, &failed), Outcome::DrainTimedOut);
+        assert_eq!(Outcome::of(None, true, &failed), Outcome::CleanupFailed);
+        assert_eq!(Outcome::of(None, true, &[]), Outcome::Clean);
     }
 }

@@ -3,7 +3,24 @@
 
 use std::io;
 
-use super::state::ShutdownHandle;
+use super::state::{ShutdownHandle, Trigger};
+
+/// The signals that start a graceful shutdown, and the trigger each is
+/// reported as.
+#[cfg(unix)]
+const SHUTDOWN_SIGNALS: [(i32, Trigger); 2] = [
+    (signal_hook::consts::SIGTERM, Trigger::Sigterm),
+    (signal_hook::consts::SIGINT, Trigger::Sigint),
+];
+
+/// The trigger a shutdown signal is reported as; `None` for another signal.
+#[cfg(unix)]
+fn trigger_of(signal: i32) -> Option<Trigger> {
+    SHUTDOWN_SIGNALS
+        .iter()
+        .find(|(number, _)| *number == signal)
+        .map(|(_, trigger)| *trigger)
+}
 
 /// Listens for shutdown signals until dropped.
 #[derive(Debug)]
@@ -19,12 +36,12 @@ impl SignalListener {
     /// Installs the handlers: the first SIGTERM or SIGINT triggers a
     /// graceful shutdown through `shutdown`; a second one exits at once.
     pub fn install(shutdown: ShutdownHandle) -> io::Result<Self> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
         use std::sync::Arc;
         use std::sync::atomic::AtomicBool;
 
+        let signals = SHUTDOWN_SIGNALS.map(|(signal, _)| signal);
         let signalled = Arc::new(AtomicBool::new(false));
-        for signal in [SIGTERM, SIGINT] {
+        for signal in signals {
             // Handlers run in registration order inside the signal handler.
             // The conditional exit is registered first, so on the first
             // signal it still reads `false` and does nothing; the flag is set
@@ -36,17 +53,16 @@ impl SignalListener {
             signal_hook::flag::register(signal, Arc::clone(&signalled))?;
         }
         // The iterator wakes its thread through a self-pipe: no polling.
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let mut signals = signal_hook::iterator::Signals::new(signals)?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    log::info!(
-                        "shutdown: received {}",
-                        super::state::Trigger::Signal(signal).name()
-                    );
-                    shutdown.trigger(super::state::Trigger::Signal(signal));
+                // Only the shutdown signals were registered, so the first
+                // one that arrives has a trigger.
+                if let Some(trigger) = signals.forever().find_map(trigger_of) {
+                    log::info!("shutdown: received {}", trigger.name());
+                    shutdown.trigger(trigger);
                 }
             })?;
         Ok(Self {
@@ -74,9 +90,27 @@ impl SignalListener {
             if shutdown.is_shutting_down() {
                 std::process::exit(130);
             }
-            shutdown.trigger(super::state::Trigger::Signal(2));
+            shutdown.trigger(Trigger::Sigint);
         })
         .map_err(io::Error::other)?;
         Ok(Self {})
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigterm_and_sigint_are_the_shutdown_triggers() {
+        assert_eq!(
+            trigger_of(signal_hook::consts::SIGTERM),
+            Some(Trigger::Sigterm)
+        );
+        assert_eq!(
+            trigger_of(signal_hook::consts::SIGINT),
+            Some(Trigger::Sigint)
+        );
+        assert_eq!(trigger_of(signal_hook::consts::SIGHUP), None);
     }
 }

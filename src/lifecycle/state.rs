@@ -1,12 +1,16 @@
 //! The shared lifecycle state: the phase, the shutdown trigger, the
-//! deadline and the counts the shutdown report is made of.
+//! deadline, the in-flight trackers and the server's counts.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
+use serde::Serialize;
+
 use super::cleanup::Cleanup;
+use super::counters::Counters;
 use super::inflight::InFlight;
+use crate::sync;
 
 /// Where the process is in its life, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,26 +53,34 @@ impl Phase {
     }
 }
 
-/// What started the shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What started the shutdown, as the report's `trigger` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub enum Trigger {
-    /// A signal, by number.
-    Signal(i32),
+    /// SIGTERM (what an orchestrator sends to stop the process).
+    #[serde(rename = "SIGTERM")]
+    Sigterm,
+    /// SIGINT (Ctrl-C).
+    #[serde(rename = "SIGINT")]
+    Sigint,
     /// [`ShutdownHandle::shutdown`].
+    #[serde(rename = "handle")]
     Handle,
-    /// A thread the server cannot run without died (by its name).
-    ThreadDied(&'static str),
+    /// A thread the server cannot run without died; the report's
+    /// `failed_thread` names it.
+    #[serde(rename = "thread_died")]
+    ThreadDied,
 }
 
 impl Trigger {
-    /// `SIGTERM`, `SIGINT`, `signal 10`, or `handle`.
-    pub fn name(self) -> String {
+    /// `SIGTERM`, `SIGINT`, `handle` or `thread_died`: its name in the
+    /// report and in logs.
+    pub fn name(self) -> &'static str {
         match self {
-            Self::Signal(15) => "SIGTERM".into(),
-            Self::Signal(2) => "SIGINT".into(),
-            Self::Signal(number) => format!("signal {number}"),
-            Self::Handle => "handle".into(),
-            Self::ThreadDied(thread) => format!("{thread} thread died"),
+            Self::Sigterm => "SIGTERM",
+            Self::Sigint => "SIGINT",
+            Self::Handle => "handle",
+            Self::ThreadDied => "thread_died",
         }
     }
 }
@@ -76,7 +88,8 @@ impl Trigger {
 /// State shared by every thread. The phase and the deadline are written
 /// only by the coordinator, the trigger only by the first shutdown request;
 /// everyone reads them. The counts are written by the threads that see the
-/// events (noted on each) and read by the coordinator for the report.
+/// events and read by the report and [`Stats`](crate::server::Stats)
+/// (see `counts`).
 #[derive(Debug)]
 pub struct Lifecycle {
     /// Written by the coordinator (phase changes, in order); read by every
@@ -92,27 +105,8 @@ pub struct Lifecycle {
     pub(crate) requests: Arc<InFlight>,
     /// Open client connections (accepted, not yet closed).
     pub(crate) connections: Arc<InFlight>,
-    /// Requests completed after the trigger: added to by workers, read by
-    /// the coordinator after the workers stopped (Relaxed: a plain count).
-    pub(crate) drained: AtomicU64,
-    /// Requests answered 503 because the deadline had passed: added to by
-    /// workers and the coordinator (Relaxed: a plain count).
-    pub(crate) refused: AtomicU64,
-    /// Idle keep-alive connections closed at last call: added to by the
-    /// poller (Relaxed: a plain count).
-    pub(crate) closed_idle: AtomicU64,
-    /// Request heads fully received since start: added to by the thread
-    /// that parses a head (the poller, or a worker for a pipelined one),
-    /// read by the coordinator for the report (Relaxed: a plain count that
-    /// orders nothing).
-    pub(crate) requests_received: AtomicU64,
-    /// Responses to those requests written to their last byte since start:
-    /// added to by the thread that finishes the write (a worker or the
-    /// poller), read by the coordinator for the report after the threads
-    /// stopped (Relaxed: a plain count). Short of `requests_received` only
-    /// by requests abandoned at the deadline or whose client could not be
-    /// written to.
-    pub(crate) responses_written: AtomicU64,
+    /// What happened since the start, counted.
+    pub(crate) counts: Counters,
     /// The first supervised thread that died: set once by that thread as
     /// it unwinds; read by the coordinator for the report.
     pub(crate) failed_thread: OnceLock<&'static str>,
@@ -128,11 +122,7 @@ impl Lifecycle {
             deadline: OnceLock::new(),
             requests: InFlight::new(),
             connections: InFlight::new(),
-            drained: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            closed_idle: AtomicU64::new(0),
-            requests_received: AtomicU64::new(0),
-            responses_written: AtomicU64::new(0),
+            counts: Counters::default(),
             failed_thread: OnceLock::new(),
             cleanup: Cleanup::default(),
         })
@@ -167,10 +157,7 @@ impl Lifecycle {
     /// Records the first trigger and wakes the coordinator; later ones are
     /// ignored (the signal handler deals with a second signal itself).
     pub(crate) fn trigger(&self, trigger: Trigger) {
-        let mut slot = self
-            .trigger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = sync::lock(&self.trigger);
         if slot.is_none() {
             *slot = Some(trigger);
             self.triggered.notify_all();
@@ -180,23 +167,17 @@ impl Lifecycle {
     /// Records that a supervised thread died and starts the shutdown.
     pub(crate) fn thread_died(&self, thread: &'static str) {
         let _ = self.failed_thread.set(thread);
-        self.trigger(Trigger::ThreadDied(thread));
+        self.trigger(Trigger::ThreadDied);
     }
 
     /// Blocks until a shutdown is triggered.
     pub(crate) fn wait_for_trigger(&self) -> Trigger {
-        let mut slot = self
-            .trigger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = sync::lock(&self.trigger);
         loop {
             if let Some(trigger) = *slot {
                 return trigger;
             }
-            slot = self
-                .triggered
-                .wait(slot)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slot = sync::wait(&self.triggered, slot);
         }
     }
 }
@@ -247,5 +228,22 @@ impl ShutdownHandle {
 
     pub(crate) fn trigger(&self, trigger: Trigger) {
         self.lifecycle.trigger(trigger);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_is_serialised_under_its_name() {
+        for trigger in [
+            Trigger::Sigterm,
+            Trigger::Sigint,
+            Trigger::Handle,
+            Trigger::ThreadDied,
+        ] {
+            assert_eq!(serde_json::to_value(trigger).expect("json"), trigger.name());
+        }
     }
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::Stats;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
 use super::registry::{Next, Registry};
@@ -43,7 +42,6 @@ pub(crate) struct Acceptor {
 struct Admission {
     registry: Arc<Registry>,
     lifecycle: Arc<Lifecycle>,
-    stats: Arc<Stats>,
     max_connections: usize,
     over_capacity: RateLimitedWarning,
     accept_failed: RateLimitedWarning,
@@ -64,7 +62,6 @@ impl Acceptor {
         listener: TcpListener,
         registry: Arc<Registry>,
         lifecycle: Arc<Lifecycle>,
-        stats: Arc<Stats>,
         max_connections: usize,
         panic_for_test: bool,
     ) -> io::Result<Self> {
@@ -79,7 +76,6 @@ impl Acceptor {
         let mut admission = Admission {
             registry,
             lifecycle,
-            stats,
             max_connections,
             over_capacity: RateLimitedWarning::default(),
             accept_failed: RateLimitedWarning::default(),
@@ -195,7 +191,8 @@ fn accept_all(listener: &TcpListener, admission: &mut Admission) -> Accepted {
                 io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                 _ => {
                     admission
-                        .stats
+                        .lifecycle
+                        .counts
                         .accept_errors
                         .fetch_add(1, Ordering::Relaxed);
                     admission.accept_failed.warn(|| {
@@ -218,8 +215,9 @@ fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
         && !admission.registry.close_longest_idle();
     let next = if over_capacity {
         admission
-            .stats
-            .over_capacity
+            .lifecycle
+            .counts
+            .refused_over_capacity
             .fetch_add(1, Ordering::Relaxed);
         let max = admission.max_connections;
         admission.over_capacity.warn(|| {

@@ -193,6 +193,7 @@ impl Conn {
                 Ok(Written::All) => {
                     let answered = self.answered.len() as u64;
                     lifecycle
+                        .counts
                         .responses_written
                         .fetch_add(answered, Ordering::Relaxed);
                     self.answered.clear();
@@ -216,7 +217,10 @@ impl Conn {
         if self.request.is_none() && self.http.has_request() {
             self.request = Some(lifecycle.requests.enter());
             self.kernel_output_seen = None;
-            lifecycle.requests_received.fetch_add(1, Ordering::Relaxed);
+            lifecycle
+                .counts
+                .requests_received
+                .fetch_add(1, Ordering::Relaxed);
             if self.http.reading_body() {
                 self.transfer = Some(Transfer::start(Direction::Body, 0));
             }

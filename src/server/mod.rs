@@ -15,12 +15,11 @@ mod listener;
 mod log_limit;
 mod poller;
 mod registry;
+mod stats;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -32,10 +31,11 @@ use crate::http::{Request, Response};
 use crate::lifecycle::coordinator::{self, Drain, Timeouts};
 use crate::lifecycle::{AbandonedRequest, Lifecycle, ShutdownHandle, ShutdownReport};
 use acceptor::Acceptor;
-use budget::Budget;
 use conn::Conn;
 use registry::{Next, Registry};
 use worker::{RunningSlot, WorkerContext};
+
+pub use stats::{Stats, StatsSnapshot};
 
 /// Answers requests. Implemented for every
 /// `Fn(&mut Request) -> Response + Send + Sync + 'static`.
@@ -59,39 +59,6 @@ where
 {
     fn handle(&self, request: &mut Request<'_>) -> Response {
         self(request)
-    }
-}
-
-/// Counts of what the server refused, for logs and metrics. Each is added
-/// to by the one thread that sees the event (acceptor or poller) and read
-/// by `/metrics`; Relaxed: plain counts that order nothing.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Accept calls that failed (EMFILE and the like).
-    pub accept_errors: AtomicU64,
-    /// Connections refused with 503 beyond `max_connections`.
-    pub over_capacity: AtomicU64,
-    /// Requests refused with 503 because the worker queue was full.
-    pub overloaded: AtomicU64,
-    /// Idle keep-alive connections closed to admit a new one at
-    /// `max_connections`.
-    pub reclaimed_idle: AtomicU64,
-    /// The worker queue, once the server runs.
-    queue: OnceLock<Receiver<Box<Conn>>>,
-    /// The memory budget, once the server runs.
-    budget: OnceLock<Arc<Budget>>,
-}
-
-impl Stats {
-    /// Connections waiting in the queue for a worker.
-    pub fn queue_depth(&self) -> usize {
-        self.queue.get().map_or(0, Receiver::len)
-    }
-
-    /// Bytes of request bodies and unwritten responses held now (reserved
-    /// from `max_buffered_bytes`).
-    pub fn buffered_bytes(&self) -> u64 {
-        self.budget.get().map_or(0, |budget| budget.used())
     }
 }
 
@@ -124,12 +91,21 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     lifecycle: Arc<Lifecycle>,
-    stats: Arc<Stats>,
+    /// Made here rather than in `run`, with the worker queue, so that
+    /// `stats` reads the queue and the memory budget from the start.
+    registry: Arc<Registry>,
+    /// The poller's poll instance, which `registry` registers with.
+    poll: mio::Poll,
+    /// The worker queue's receiving end; its sender is the registry's.
+    queue: Receiver<Box<Conn>>,
+    stats: Stats,
 }
 
 impl Server {
-    /// Validates `config` and binds its listen address. Connections are
-    /// queued by the kernel from here on and served once [`run`] starts.
+    /// Validates `config`, binds its listen address and creates the
+    /// connection registry with its worker queue and memory budget.
+    /// Connections are queued by the kernel from here on and served once
+    /// [`run`] starts.
     ///
     /// [`run`]: Self::run
     pub fn bind(config: ServerConfig) -> Result<Self, Error> {
@@ -142,12 +118,30 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let lifecycle = Lifecycle::new();
+        let (queue_tx, queue) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
+        let (registry, poll) = Registry::new(
+            client_timeouts(&config),
+            config.max_buffered_bytes,
+            queue_tx,
+            Arc::clone(&lifecycle),
+        )
+        .map_err(Error::Spawn)?;
+        let registry = Arc::new(registry);
+        let stats = Stats::new(
+            Arc::clone(&lifecycle),
+            queue.clone(),
+            Arc::clone(&registry.budget),
+        );
         Ok(Self {
             config,
             listener,
             local_addr,
-            lifecycle: Lifecycle::new(),
-            stats: Arc::default(),
+            lifecycle,
+            registry,
+            poll,
+            queue,
+            stats,
         })
     }
 
@@ -164,9 +158,12 @@ impl Server {
         }
     }
 
-    /// The server's refusal counters.
-    pub fn stats(&self) -> Arc<Stats> {
-        Arc::clone(&self.stats)
+    /// A handle that reads the server's counts, gauges and phase, as long
+    /// as it is kept (also after [`run`] returned).
+    ///
+    /// [`run`]: Self::run
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
     }
 
     /// Serves with `handler` until a shutdown is triggered (by a signal
@@ -181,20 +178,11 @@ impl Server {
             listener,
             local_addr,
             lifecycle,
-            stats,
+            registry,
+            poll,
+            queue: queue_rx,
+            stats: _,
         } = self;
-        let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
-        let _ = stats.queue.set(queue_rx.clone());
-        let (registry, poll) = Registry::new(
-            client_timeouts(&config),
-            config.max_buffered_bytes,
-            queue_tx,
-            Arc::clone(&lifecycle),
-            Arc::clone(&stats),
-        )
-        .map_err(Error::Spawn)?;
-        let registry = Arc::new(registry);
-        let _ = stats.budget.set(Arc::clone(&registry.budget));
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<usize>();
         let running: Arc<[RunningSlot]> = (0..config.workers)
             .map(|_| RunningSlot::default())
@@ -252,7 +240,6 @@ impl Server {
             listener,
             registry,
             Arc::clone(&lifecycle),
-            Arc::clone(&stats),
             config.max_connections,
             config.test_panic_thread == Some(SupervisedThread::Acceptor),
         ) {
@@ -369,7 +356,8 @@ impl Drain for Threads {
         let refused = self.refuse_queued();
         if refused > 0 {
             self.lifecycle
-                .refused
+                .counts
+                .refused_shutting_down
                 .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
         }
         self.registry.request_stop();

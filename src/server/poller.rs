@@ -130,7 +130,10 @@ impl Driver<'_> {
             State::Idle if conn.still_receiving() => Next::Wait,
             State::Idle => {
                 if self.lifecycle.is_shutting_down() {
-                    self.lifecycle.closed_idle.fetch_add(1, Ordering::Relaxed);
+                    self.lifecycle
+                        .counts
+                        .closed_idle
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Next::Close
             }

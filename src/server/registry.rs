@@ -21,13 +21,13 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use slab::Slab;
 
-use super::Stats;
 use super::budget::{Budget, Reservation};
 use super::conn::{Conn, Rates, later};
 use super::log_limit::RateLimitedWarning;
 use crate::http::WireError;
 use crate::http::{Buffers, Connection, Response};
 use crate::lifecycle::{InFlightGuard, Lifecycle};
+use crate::sync;
 
 /// Where a connection is, and what it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +156,6 @@ pub(crate) struct Registry {
     timeouts: Timeouts,
     pub(crate) budget: Arc<Budget>,
     lifecycle: Arc<Lifecycle>,
-    stats: Arc<Stats>,
     overloaded: Mutex<RateLimitedWarning>,
     /// Spare buffers: taken by the poller before it reads, given back by
     /// whoever parks a connection idle or closes it.
@@ -177,7 +176,6 @@ impl Registry {
         max_buffered_bytes: u64,
         queue: Sender<Box<Conn>>,
         lifecycle: Arc<Lifecycle>,
-        stats: Arc<Stats>,
     ) -> std::io::Result<(Self, mio::Poll)> {
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
@@ -198,7 +196,6 @@ impl Registry {
             timeouts,
             budget,
             lifecycle,
-            stats,
             overloaded: Mutex::new(RateLimitedWarning::default()),
             pool: crossbeam_channel::bounded(POOLED_BUFFERS),
         };
@@ -206,9 +203,7 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.slots)
     }
 
     fn wake_poller(&self) {
@@ -356,10 +351,11 @@ impl Registry {
             }
             Err(TrySendError::Full(conn)) => {
                 drop(slots);
-                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-                self.overloaded
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                self.lifecycle
+                    .counts
+                    .refused_overloaded
+                    .fetch_add(1, Ordering::Relaxed);
+                sync::lock(&self.overloaded)
                     .warn(|| "refused a request with 503: every worker queue slot is taken".into());
                 (conn, overloaded())
             }
@@ -692,7 +688,10 @@ impl Registry {
         match conn {
             Some(conn) => {
                 self.close(conn);
-                self.stats.reclaimed_idle.fetch_add(1, Ordering::Relaxed);
+                self.lifecycle
+                    .counts
+                    .reclaimed_idle
+                    .fetch_add(1, Ordering::Relaxed);
                 true
             }
             None => false,

@@ -17,6 +17,7 @@ use super::registry::{Next, Registry, shutting_down};
 use crate::http::WireError;
 use crate::http::{KeepAlive, Limits};
 use crate::lifecycle::{AbandonedRequest, Lifecycle};
+use crate::sync;
 
 /// Stop serving more pipelined requests in a turn once this much of their
 /// responses is waiting to be written (backpressure on a client that does
@@ -41,7 +42,7 @@ pub(crate) fn running_requests(slots: &[RunningSlot]) -> Vec<AbandonedRequest> {
         .iter()
         .enumerate()
         .filter_map(|(worker, slot)| {
-            let running = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let running = sync::lock(slot);
             running
                 .current
                 .as_ref()
@@ -83,7 +84,10 @@ fn serve_turn(id: usize, conn: &mut Conn, context: &WorkerContext) -> Next {
     let lifecycle = &context.lifecycle;
     for _ in 0..MAX_REQUESTS_PER_TURN {
         if lifecycle.deadline_passed() {
-            lifecycle.refused.fetch_add(1, Ordering::Relaxed);
+            lifecycle
+                .counts
+                .refused_shutting_down
+                .fetch_add(1, Ordering::Relaxed);
             return Next::Refuse(shutting_down());
         }
         let open = serve_one(id, conn, context);
@@ -137,13 +141,13 @@ fn serve_one(id: usize, conn: &mut Conn, context: &WorkerContext) -> bool {
     };
     let open = conn.answer(&response, keep_alive);
     if shutting_down {
-        lifecycle.drained.fetch_add(1, Ordering::Relaxed);
+        lifecycle.counts.drained.fetch_add(1, Ordering::Relaxed);
     }
     open
 }
 
 fn set_running(slot: &RunningSlot, request: Option<(&str, &str)>) {
-    let mut running = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut running = sync::lock(slot);
     match request {
         Some((method, path)) => match &mut running.current {
             Some((started, current_method, current_path)) => {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::event::{Event, Inserted, NewEvent, Store, StoreError};
+use crate::sync;
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -21,9 +22,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.tables
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.tables)
     }
 }
 

@@ -9,6 +9,7 @@ use postgres::{Client, NoTls, Row, Statement};
 
 use super::event::{Event, Inserted, NewEvent, Store, StoreError};
 use crate::app::clients::{self, Owned, PendingConnect};
+use crate::sync;
 
 /// Serialises concurrent migrations (any constant unique to this service).
 const MIGRATION_LOCK: i64 = 0x6772_656d_6c69;
@@ -230,9 +231,7 @@ fn open_connection(
     migrated: &std::sync::Mutex<bool>,
 ) -> Result<PostgresConnection, String> {
     let mut client = config.connect(NoTls).map_err(|error| describe(&error))?;
-    let mut done = migrated
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut done = sync::lock(migrated);
     if !*done {
         let mut transaction = client.transaction().map_err(|error| describe(&error))?;
         transaction
@@ -368,10 +367,7 @@ impl Store for PostgresStore {
             .config
             .as_ref()
             .map_err(|message| StoreError::Unavailable(message.clone()))?;
-        let mut pending = self
-            .probe_pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = sync::lock(&self.probe_pending);
         let probe = match pending.take() {
             Some(probe) => probe,
             None => {
