@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gremlins_api::lifecycle::InFlight;
+use gremlins_api::InFlight;
 
 fn enter_and_exit(c: &mut Criterion) {
     let tracker = InFlight::new();

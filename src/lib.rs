@@ -169,18 +169,26 @@
 pub mod app;
 mod config;
 mod error;
-pub mod http;
-pub mod lifecycle;
-pub mod server;
+mod http;
+mod lifecycle;
+mod server;
 mod sync;
 
 #[doc(hidden)]
 pub use config::SupervisedThread;
 pub use config::{ConfigError, ServerConfig};
 pub use error::Error;
-pub use http::{ParsedRequest, Request, Response, StatusCode, WireError};
+pub use http::{
+    BodyError, HeadError, ParsedRequest, Request, RequestError, Response, StatusCode, WireError,
+};
+/// The in-flight tracker, for its benchmark only (feature `internals`);
+/// not part of the API.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use lifecycle::InFlight;
 pub use lifecycle::{
-    EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_THREAD_DIED, Outcome, Phase,
-    ShutdownHandle, ShutdownReport, SignalListener, Trigger,
+    AbandonedRequest, EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_FORCED_BASE,
+    EXIT_THREAD_DIED, HookOutcome, HookReport, Outcome, Phase, PhaseDurations, ShutdownHandle,
+    ShutdownReport, SignalListener, Trigger,
 };
 pub use server::{Handler, Server, Stats, StatsSnapshot};

@@ -18,7 +18,7 @@ use super::store::Event;
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The hash the request counters are added to.
-pub const COUNTERS_KEY: &str = "gremlins:requests";
+pub(crate) const COUNTERS_KEY: &str = "gremlins:requests";
 
 fn event_key(id: i64) -> String {
     format!("gremlins:event:{id}")
@@ -38,7 +38,7 @@ pub(crate) fn close_worker_connection() {
 
 /// The Redis side of the service.
 #[derive(Debug)]
-pub struct Cache {
+pub(crate) struct Cache {
     owner: u64,
     client: Option<redis::Client>,
     timeout: Duration,
@@ -56,7 +56,7 @@ pub struct Cache {
 
 impl Cache {
     /// A cache for `url`, or a disabled one when `url` is `None`.
-    pub fn new(url: Option<&str>, timeout: Duration, ttl: Duration) -> Self {
+    pub(crate) fn new(url: Option<&str>, timeout: Duration, ttl: Duration) -> Self {
         let client = url.and_then(|url| match redis::Client::open(url) {
             Ok(client) => {
                 log::info!("cache: Redis at {}", redact_url(url));
@@ -87,19 +87,19 @@ impl Cache {
     }
 
     /// Whether Redis is configured.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.client.is_some()
     }
 
     /// A cached event, if Redis has it (and answers in time).
-    pub fn get_event(&self, id: i64) -> Option<Event> {
+    pub(crate) fn get_event(&self, id: i64) -> Option<Event> {
         let cached: Option<String> =
             self.with_worker_connection(|connection| connection.get(event_key(id)))?;
         serde_json::from_str(&cached?).ok()
     }
 
     /// Caches an event for the TTL.
-    pub fn put_event(&self, event: &Event) {
+    pub(crate) fn put_event(&self, event: &Event) {
         let Ok(json) = serde_json::to_string(event) else {
             return;
         };
@@ -110,7 +110,7 @@ impl Cache {
 
     /// Adds `counts` to the counters hash in one round trip, on a
     /// connection of its own (for the flusher thread and the exit hook).
-    pub fn add_counts(&self, counts: &[(String, u64)]) -> Result<(), String> {
+    pub(crate) fn add_counts(&self, counts: &[(String, u64)]) -> Result<(), String> {
         let Some(client) = &self.client else {
             return Ok(());
         };

@@ -18,7 +18,7 @@ use super::cache::Cache;
 use crate::sync;
 
 /// The field that counts every request.
-pub const TOTAL_FIELD: &str = "total";
+pub(crate) const TOTAL_FIELD: &str = "total";
 
 /// What one request is counted under: method, route template, status.
 type Key = (&'static str, &'static str, u16);
@@ -27,20 +27,20 @@ type Key = (&'static str, &'static str, u16);
 /// lock and a hash, no allocation; field names (`GET /healthz 200`, and
 /// `total`) are made at flush time.
 #[derive(Debug, Default)]
-pub struct RequestCounters {
+pub(crate) struct RequestCounters {
     pending: Mutex<HashMap<Key, u64>>,
 }
 
 impl RequestCounters {
     /// Counts one request.
-    pub fn record(&self, route: &'static str, method: &'static str, status: u16) {
+    pub(crate) fn record(&self, route: &'static str, method: &'static str, status: u16) {
         *self.lock().entry((method, route, status)).or_default() += 1;
     }
 
     /// Writes what is pending to Redis; on failure the counts are put back,
     /// to be written by the next flush (twice, if Redis applied the failed
     /// flush and only its reply was lost).
-    pub fn flush(&self, cache: &Cache) -> Result<(), String> {
+    pub(crate) fn flush(&self, cache: &Cache) -> Result<(), String> {
         let taken = std::mem::take(&mut *self.lock());
         let total: u64 = taken.values().sum();
         let mut fields: Vec<(String, u64)> = taken
@@ -65,14 +65,14 @@ impl RequestCounters {
 
 /// The thread that flushes the counters every interval until stopped.
 #[derive(Debug)]
-pub struct PeriodicFlush {
+pub(crate) struct PeriodicFlush {
     stop: Sender<()>,
     thread: JoinHandle<()>,
 }
 
 impl PeriodicFlush {
     /// Starts flushing `counters` to `cache` every `interval`.
-    pub fn start(
+    pub(crate) fn start(
         counters: Arc<RequestCounters>,
         cache: Arc<Cache>,
         interval: Duration,
@@ -90,7 +90,7 @@ impl PeriodicFlush {
 
     /// Stops the thread (after any flush in progress, itself bounded by
     /// the Redis timeout) and joins it.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         drop(self.stop);
         let _ = self.thread.join();
     }

@@ -10,7 +10,7 @@ mod metrics;
 mod redact;
 mod services;
 mod spool;
-pub mod store;
+mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,9 +22,9 @@ use crate::lifecycle::ShutdownHandle;
 use crate::server::{Handler, Stats};
 use crate::sync;
 
-pub use cache::{COUNTERS_KEY, Cache};
+use cache::Cache;
 pub use config::ServiceConfig;
-pub use counters::{PeriodicFlush, RequestCounters, TOTAL_FIELD};
+use counters::{PeriodicFlush, RequestCounters};
 use metrics::{Metrics, RequestLabels};
 use services::Services;
 use spool::Spool;

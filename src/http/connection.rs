@@ -27,7 +27,7 @@ const MAX_KEPT_CAPACITY: usize = 64 * 1024;
 
 /// What [`Connection::read`] got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadStatus {
+pub(crate) enum ReadStatus {
     /// A whole request (head and body) is in memory: serve it.
     Request,
     /// Waiting for the client: more bytes are needed.
@@ -41,7 +41,7 @@ pub enum ReadStatus {
 
 /// Whether the server wants a connection kept open after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepAlive {
+pub(crate) enum KeepAlive {
     /// Keep it open if the client wants to.
     Yes,
     /// Close it after this response.
@@ -53,7 +53,7 @@ pub enum KeepAlive {
 
 /// What [`Connection::write`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
+pub(crate) enum Written {
     /// Everything queued is written.
     All,
     /// The socket took only part; the rest waits for it to drain.
@@ -64,7 +64,7 @@ pub enum Written {
 /// from a pool, so an idle connection holds none. (Its read buffer is
 /// lent apart, by the reader alone, for just as long as it holds bytes.)
 #[derive(Debug, Default)]
-pub struct Buffers {
+pub(crate) struct Buffers {
     write: Vec<u8>,
     head: Head,
     body: Vec<u8>,
@@ -73,7 +73,7 @@ pub struct Buffers {
 impl Buffers {
     /// Drops allocations a large request made, so a pooled buffer stays
     /// small.
-    pub fn trim(&mut self) {
+    pub(crate) fn trim(&mut self) {
         if self.body.capacity() > MAX_KEPT_CAPACITY {
             self.body = Vec::new();
         }
@@ -98,7 +98,7 @@ enum Stage {
 
 /// One client connection.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     stream: TcpStream,
     read: ReadBuffer,
     buffers: Buffers,
@@ -124,7 +124,7 @@ pub struct Connection {
 
 impl Connection {
     /// Wraps an accepted stream, which must be in non-blocking mode.
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Self {
             stream,
             read: ReadBuffer::default(),
@@ -144,59 +144,59 @@ impl Connection {
     }
 
     /// The socket, for registering with a poller.
-    pub fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
     /// How many responses have been queued on this connection.
-    pub fn served(&self) -> u32 {
+    pub(crate) fn served(&self) -> u32 {
         self.served
     }
 
     /// When the first byte of a head still incomplete arrived, if any.
-    pub fn head_started(&self) -> Option<Instant> {
+    pub(crate) fn head_started(&self) -> Option<Instant> {
         self.head_started
     }
 
     /// Tells the connection its socket became readable.
-    pub fn note_readable(&mut self) {
+    pub(crate) fn note_readable(&mut self) {
         self.may_read = true;
     }
 
     /// Whether the socket may hold bytes not read yet.
-    pub fn may_read(&self) -> bool {
+    pub(crate) fn may_read(&self) -> bool {
         self.may_read
     }
 
     /// Whether a request's head has been read and its response is not
     /// queued yet: a request in flight.
-    pub fn has_request(&self) -> bool {
+    pub(crate) fn has_request(&self) -> bool {
         matches!(self.stage, Stage::Body(_) | Stage::Ready)
     }
 
     /// Whether the request being read is in its body.
-    pub fn reading_body(&self) -> bool {
+    pub(crate) fn reading_body(&self) -> bool {
         matches!(self.stage, Stage::Body(_))
     }
 
     /// Bytes of the body read so far.
-    pub fn body_received(&self) -> u64 {
+    pub(crate) fn body_received(&self) -> u64 {
         self.buffers.body.len() as u64
     }
 
     /// Whether a response that closes the connection has been queued.
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing
     }
 
     /// Whether bytes of a next request are already buffered.
-    pub fn has_buffered_input(&self) -> bool {
+    pub(crate) fn has_buffered_input(&self) -> bool {
         !self.read.is_empty()
     }
 
     /// Takes the connection's buffers when it holds nothing in them (to
     /// give them back to a pool).
-    pub fn take_buffers(&mut self) -> Option<Buffers> {
+    pub(crate) fn take_buffers(&mut self) -> Option<Buffers> {
         let idle = self.lent
             && matches!(self.stage, Stage::Idle)
             && self.read.is_empty()
@@ -208,7 +208,7 @@ impl Connection {
     }
 
     /// Gives a connection that holds no buffers a set of (empty) ones.
-    pub fn lend_buffers(&mut self, take: impl FnOnce() -> Buffers) {
+    pub(crate) fn lend_buffers(&mut self, take: impl FnOnce() -> Buffers) {
         if !self.lent {
             let mut lent = take();
             // Output already queued (a refusal) stays, at the same offsets.
@@ -237,7 +237,7 @@ impl Connection {
     /// may have bytes. Before a body takes memory, `room(bytes)` is asked
     /// for it (and must say yes); `100 Continue` is queued once the head
     /// passed its checks and the body has room.
-    pub fn read(
+    pub(crate) fn read(
         &mut self,
         limits: &Limits,
         read_socket: bool,
@@ -328,17 +328,17 @@ impl Connection {
     }
 
     /// The request [`read`](Self::read) completed.
-    pub fn request(&self) -> Request<'_> {
+    pub(crate) fn request(&self) -> Request<'_> {
         Request::new(&self.buffers.head, &self.buffers.body)
     }
 
     /// Method of the request being served.
-    pub fn method(&self) -> &str {
+    pub(crate) fn method(&self) -> &str {
         self.buffers.head.method()
     }
 
     /// Path of the request being served.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.buffers.head.path()
     }
 
@@ -346,7 +346,7 @@ impl Connection {
     /// open only if `keep_alive` allows it and the client wants it.
     /// Returns whether it is kept open; if not, the response carries
     /// `Connection: close` and nothing more is read.
-    pub fn respond(&mut self, response: &Response, keep_alive: KeepAlive) -> bool {
+    pub(crate) fn respond(&mut self, response: &Response, keep_alive: KeepAlive) -> bool {
         // Pipelined bytes may be buffered here or still in the socket (a
         // peek, only when it matters: while draining).
         let reusable = keep_alive != KeepAlive::No
@@ -366,7 +366,7 @@ impl Connection {
 
     /// Queues a response with `Connection: close`, for a request that could
     /// not be read or will not be served.
-    pub fn respond_and_close(&mut self, response: &Response) {
+    pub(crate) fn respond_and_close(&mut self, response: &Response) {
         response.write_to(&mut self.buffers.write, ConnectionHeader::Close, false);
         self.finish_request(true);
     }
@@ -381,13 +381,13 @@ impl Connection {
     }
 
     /// Bytes of responses queued and not written yet.
-    pub fn pending_output(&self) -> usize {
+    pub(crate) fn pending_output(&self) -> usize {
         self.buffers.write.len() - self.written
     }
 
     /// Bytes of memory the responses not written yet take (their buffer's
     /// capacity, which is what they cost).
-    pub fn output_memory(&self) -> usize {
+    pub(crate) fn output_memory(&self) -> usize {
         if self.pending_output() == 0 {
             0
         } else {
@@ -396,13 +396,13 @@ impl Connection {
     }
 
     /// Bytes sent on this connection so far.
-    pub fn bytes_sent(&self) -> u64 {
+    pub(crate) fn bytes_sent(&self) -> u64 {
         self.sent
     }
 
     /// Writes what the socket takes of the queued responses, never
     /// waiting.
-    pub fn write(&mut self) -> io::Result<Written> {
+    pub(crate) fn write(&mut self) -> io::Result<Written> {
         while self.written < self.buffers.write.len() {
             match (&self.stream).write(&self.buffers.write[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -424,7 +424,7 @@ impl Connection {
 
     /// Reads and throws away what the client sends, while the connection
     /// lingers after a final response. Returns `Ok(true)` at end of stream.
-    pub fn discard_input(&mut self) -> io::Result<bool> {
+    pub(crate) fn discard_input(&mut self) -> io::Result<bool> {
         let mut scratch = [0u8; 4 * 1024];
         loop {
             match io::Read::read(&mut &self.stream, &mut scratch) {
@@ -442,7 +442,7 @@ impl Connection {
 
     /// Whether the client has sent bytes not read yet (buffered here or in
     /// the socket), without waiting and without consuming them.
-    pub fn has_input_waiting(&self) -> bool {
+    pub(crate) fn has_input_waiting(&self) -> bool {
         let mut byte = [0u8; 1];
         self.has_buffered_input() || matches!(self.stream.peek(&mut byte), Ok(1))
     }
@@ -450,7 +450,7 @@ impl Connection {
     /// Bytes of responses the kernel still holds for this connection (sent
     /// but not yet acknowledged by the client, or not sent yet), where the
     /// system can tell.
-    pub fn unacknowledged_output(&self) -> Option<u32> {
+    pub(crate) fn unacknowledged_output(&self) -> Option<u32> {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
@@ -469,13 +469,13 @@ impl Connection {
     /// Makes closing the connection reset it (RST) instead of sending what
     /// the kernel still holds of it: for a connection given up on, so its
     /// memory is freed at once.
-    pub fn reset_on_close(&self) {
+    pub(crate) fn reset_on_close(&self) {
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
     }
 
     /// Sends FIN after the last response, so the client reads it before
     /// the connection is closed.
-    pub fn shutdown_write(&self) {
+    pub(crate) fn shutdown_write(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 }

@@ -6,7 +6,7 @@
 /// whose defaults are these; the engine never reads the configuration
 /// itself. (Time limits are the server's: it is the one that waits.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest request head (request line and headers), in bytes.
     pub max_head_bytes: usize,
     /// Most header fields in one request head.
@@ -30,4 +30,4 @@ impl Default for Limits {
 
 /// The most header fields any configuration may allow: the parser keeps
 /// them in a stack array of this size.
-pub const MAX_HEADERS_CEILING: usize = 256;
+pub(crate) const MAX_HEADERS_CEILING: usize = 256;

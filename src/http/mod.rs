@@ -20,9 +20,9 @@ mod wire_error;
 
 pub use body::BodyError;
 pub(crate) use buffer::ReadBuffer;
-pub use connection::{Buffers, Connection, KeepAlive, ReadStatus, Written};
+pub(crate) use connection::{Buffers, Connection, KeepAlive, ReadStatus, Written};
 pub use head::HeadError;
-pub use limits::{Limits, MAX_HEADERS_CEILING};
+pub(crate) use limits::{Limits, MAX_HEADERS_CEILING};
 pub use request::{ParsedRequest, Request, RequestError};
 pub use response::Response;
 pub use status::StatusCode;

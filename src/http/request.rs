@@ -147,7 +147,7 @@ pub struct ParsedRequest {
 impl ParsedRequest {
     /// Parses one whole request, head and body (framed by
     /// `Content-Length` or chunked), from `bytes`, as the server would
-    /// with the default [`Limits`]. Bytes after the request are ignored.
+    /// with the default limits of [`ServerConfig`](crate::ServerConfig). Bytes after the request are ignored.
     /// Fails as the server would refuse it; an unfinished head is
     /// malformed, an unfinished body incomplete.
     pub fn parse(bytes: &[u8]) -> Result<Self, RequestError> {

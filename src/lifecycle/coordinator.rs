@@ -10,8 +10,8 @@ use super::state::{Lifecycle, Phase};
 /// implements it; tests use a fake.
 pub(crate) trait Drain {
     /// Stops admitting connections, accepts and registers those already in
-    /// the kernel's backlog and those whose handshakes complete before
-    /// `until`, then closes the listener.
+    /// the kernel's backlog and those whose handshakes complete, until none
+    /// is left or `until` passes, then closes the listener.
     fn stop_accepting(&mut self, until: Instant);
     /// Gives idle keep-alive connections until `until` to send one last
     /// request; quiet ones are closed then.
@@ -84,7 +84,11 @@ pub(crate) fn run(
     // get it too.
     let last_call = (Instant::now() + timeouts.last_call).min(deadline);
     server.last_call(last_call);
-    server.stop_accepting(last_call);
+    // The backlog is admitted until it is empty, bounded by the deadline,
+    // not by the last call: an accept that fails for lack of descriptors
+    // (EMFILE) is retried as the last call closes idle connections, and a
+    // connection the kernel completed is served, never reset.
+    server.stop_accepting(deadline);
     log::info!(
         "shutdown: listener closed; {} connections open, {} requests in flight; idle connections get a \
          last call of {} ms",

@@ -28,6 +28,9 @@ const WAITING: usize = 1 << (usize::BITS - 1);
 
 /// A count of things in progress (requests, connections).
 #[derive(Debug)]
+// Public (not only to the crate) for its benchmark, which the
+// `internals` feature re-exports it to; not part of the API.
+#[allow(unreachable_pub)]
 pub struct InFlight {
     /// The count (low bits) and the `WAITING` flag (top bit). The count is
     /// written by `enter` (+1) and `leave` (-1) from any thread; the flag
@@ -46,6 +49,7 @@ pub struct InFlight {
 /// panic) ends it.
 #[derive(Debug)]
 #[must_use = "the work ends when the guard is dropped"]
+#[allow(unreachable_pub)]
 pub struct InFlightGuard {
     tracker: Arc<InFlight>,
 }
@@ -58,6 +62,7 @@ impl Drop for InFlightGuard {
 
 impl InFlight {
     /// A tracker with nothing in progress.
+    #[allow(unreachable_pub)]
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             state: AtomicUsize::new(0),
@@ -67,6 +72,7 @@ impl InFlight {
     }
 
     /// Starts one unit of work.
+    #[allow(unreachable_pub)]
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         let before = self.state.fetch_add(1, Ordering::AcqRel);
         assert!(
@@ -79,7 +85,7 @@ impl InFlight {
     }
 
     /// How many units are in progress now.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.state.load(Ordering::Acquire) & !WAITING
     }
 
@@ -101,7 +107,7 @@ impl InFlight {
     /// Waits until nothing is in progress or `deadline` passes. Returns
     /// whether the count reached zero. (Under loom, which has no clock, the
     /// timed wait never times out, so a lost wake-up shows as a deadlock.)
-    pub fn wait_idle(&self, deadline: Instant) -> bool {
+    pub(crate) fn wait_idle(&self, deadline: Instant) -> bool {
         let mut waiters = lock(&self.waiters);
         *waiters += 1;
         // Set before the count is read: a leave ordered after this sees it.

@@ -4,16 +4,19 @@
 mod cleanup;
 pub(crate) mod coordinator;
 mod counters;
-pub mod inflight;
+pub(crate) mod inflight;
 mod report;
 mod signals;
 mod state;
 
 pub use cleanup::{HookOutcome, HookReport};
-pub use inflight::{InFlight, InFlightGuard};
+#[cfg(feature = "internals")]
+pub use inflight::InFlight;
+pub(crate) use inflight::InFlightGuard;
 pub use report::{
     AbandonedRequest, EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_FORCED_BASE,
     EXIT_THREAD_DIED, Outcome, PhaseDurations, ShutdownReport,
 };
 pub use signals::SignalListener;
-pub use state::{Lifecycle, Phase, ShutdownHandle, Trigger};
+pub(crate) use state::Lifecycle;
+pub use state::{Phase, ShutdownHandle, Trigger};

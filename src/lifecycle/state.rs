@@ -91,7 +91,7 @@ impl Trigger {
 /// events and read by the report and [`Stats`](crate::server::Stats)
 /// (see `counts`).
 #[derive(Debug)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     /// Written by the coordinator (phase changes, in order); read by every
     /// thread on every request. Release/Acquire: a thread that sees a phase
     /// also sees the deadline set before it.
@@ -129,7 +129,7 @@ impl Lifecycle {
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
 
@@ -138,7 +138,7 @@ impl Lifecycle {
     }
 
     /// Whether shutdown has started.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.phase() >= Phase::Draining
     }
 

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::conn::Next;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
-use super::registry::{Next, Registry};
+use super::registry::Registry;
+use super::supervised::Supervised;
 use crate::http::Connection;
 use crate::http::WireError;
 use crate::lifecycle::Lifecycle;
@@ -87,7 +89,7 @@ impl Acceptor {
                 .name("acceptor".into())
                 .spawn(move || {
                     let lifecycle = Arc::clone(&admission.lifecycle);
-                    let _supervised = super::Supervised::new("acceptor", &lifecycle);
+                    let _supervised = Supervised::new("acceptor", &lifecycle);
                     run(&listener, &mut poll, &stop, &mut admission);
                 })?
         };

@@ -7,9 +7,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::budget::Reservation;
-use super::registry::Next;
 use crate::http::{Connection, KeepAlive, Limits, ReadStatus, Response, Written};
 use crate::lifecycle::{InFlightGuard, Lifecycle};
+
+/// Where a connection goes next, as its holder says.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Wait for the client: for bytes, or for it to read what is queued.
+    Wait,
+    /// Wait for room in the memory budget for its body.
+    AwaitRoom,
+    /// A whole request is in memory: queue it for a worker.
+    Serve,
+    /// Let the poller carry on with it.
+    Poll,
+    /// Answer this, close after it.
+    Refuse(Response),
+    /// Its final response is written: linger until the client closes.
+    Linger,
+    /// Close it now.
+    Close,
+}
 
 /// A connection as the server tracks it.
 #[derive(Debug)]

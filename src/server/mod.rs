@@ -11,11 +11,13 @@
 mod acceptor;
 mod budget;
 mod conn;
+mod handler;
 mod listener;
 mod log_limit;
 mod poller;
 mod registry;
 mod stats;
+mod supervised;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener};
@@ -27,62 +29,16 @@ use crossbeam_channel::Receiver;
 
 use crate::config::{ServerConfig, SupervisedThread};
 use crate::error::Error;
-use crate::http::{Request, Response};
 use crate::lifecycle::coordinator::{self, Drain, Timeouts};
 use crate::lifecycle::{AbandonedRequest, Lifecycle, ShutdownHandle, ShutdownReport};
 use acceptor::Acceptor;
-use conn::Conn;
-use registry::{Next, Registry};
+use conn::{Conn, Next};
+use registry::Registry;
 use worker::{RunningSlot, WorkerContext};
 
+pub use handler::Handler;
 pub use stats::{Stats, StatsSnapshot};
-
-/// Answers requests. Implemented for every
-/// `Fn(&mut Request) -> Response + Send + Sync + 'static`.
-///
-/// Called on a worker thread; it may block (on a database, say) for as
-/// long as it needs, within the shutdown timeout. A panic is answered with
-/// 500 and the worker lives on.
-pub trait Handler: Send + Sync + 'static {
-    /// Answers one request.
-    fn handle(&self, request: &mut Request<'_>) -> Response;
-
-    /// Called on each worker thread as it exits during shutdown, after its
-    /// last request: the place to close connections the worker owns, in
-    /// the order they must close. Does nothing by default.
-    fn worker_exit(&self) {}
-}
-
-impl<F> Handler for F
-where
-    F: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
-{
-    fn handle(&self, request: &mut Request<'_>) -> Response {
-        self(request)
-    }
-}
-
-/// Marks a thread the server cannot run without: if it unwinds, the
-/// server shuts down, and the report names it.
-struct Supervised<'a> {
-    name: &'static str,
-    lifecycle: &'a Lifecycle,
-}
-
-impl<'a> Supervised<'a> {
-    fn new(name: &'static str, lifecycle: &'a Lifecycle) -> Self {
-        Self { name, lifecycle }
-    }
-}
-
-impl Drop for Supervised<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            log::error!("the {} thread died; shutting down", self.name);
-            self.lifecycle.thread_died(self.name);
-        }
-    }
-}
+use supervised::Supervised;
 
 /// A bound server, not serving yet.
 #[derive(Debug)]

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use mio::Events;
 
-use super::conn::Conn;
+use super::conn::{Conn, Next};
 use super::log_limit::RateLimitedWarning;
-use super::registry::{self, Expired, Next, Registry, State, WAKER};
+use super::registry::{self, Expired, Registry, State, WAKER};
 use crate::http::WireError;
 use crate::http::{BodyError, Limits, ReadBuffer, RequestError};
 use crate::lifecycle::Lifecycle;

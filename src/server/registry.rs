@@ -22,7 +22,7 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::budget::{Budget, Reservation};
-use super::conn::{Conn, Rates, later};
+use super::conn::{Conn, Next, Rates, later};
 use super::log_limit::RateLimitedWarning;
 use crate::http::WireError;
 use crate::http::{Buffers, Connection, Response};
@@ -60,25 +60,6 @@ impl State {
             Self::Idle | Self::ReadingHead | Self::ReadingBody | Self::Lingering
         )
     }
-}
-
-/// Where a connection goes next, as its holder says.
-#[derive(Debug)]
-pub(crate) enum Next {
-    /// Wait for the client: for bytes, or for it to read what is queued.
-    Wait,
-    /// Wait for room in the memory budget for its body.
-    AwaitRoom,
-    /// A whole request is in memory: queue it for a worker.
-    Serve,
-    /// Let the poller carry on with it.
-    Poll,
-    /// Answer this, close after it.
-    Refuse(Response),
-    /// Its final response is written: linger until the client closes.
-    Linger,
-    /// Close it now.
-    Close,
 }
 
 #[derive(Debug)]

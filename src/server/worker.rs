@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::Handler;
-use super::conn::Conn;
-use super::registry::{Next, Registry, shutting_down};
+use super::conn::{Conn, Next};
+use super::handler::Handler;
+use super::registry::{Registry, shutting_down};
 use crate::http::WireError;
 use crate::http::{KeepAlive, Limits};
 use crate::lifecycle::{AbandonedRequest, Lifecycle};

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// One stored event.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Event {
+pub(crate) struct Event {
     /// Assigned by the store, increasing.
     pub id: i64,
     /// The event type given by the client.
@@ -19,7 +19,7 @@ pub struct Event {
 
 /// An event to store.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
+pub(crate) struct NewEvent {
     /// The event type.
     pub kind: String,
     /// A JSON object.
@@ -28,7 +28,7 @@ pub struct NewEvent {
 
 /// What an insert did.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Inserted {
+pub(crate) enum Inserted {
     /// A new row was committed.
     Created(Event),
     /// The idempotency key was seen before with the same event: this is
@@ -41,7 +41,7 @@ pub enum Inserted {
 /// Why the store could not answer.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The database cannot be reached or failed; safe to retry later.
     Unavailable(String),
 }
@@ -57,7 +57,7 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Storage of events, shared by every worker.
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// Stores an event, once per idempotency key when one is given. Returns
     /// only after the row is committed.
     fn insert(

@@ -16,7 +16,7 @@ struct Tables {
 
 /// Events in a map, behind one lock.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     tables: Mutex<Tables>,
 }
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use super::config::ServiceConfig;
 use super::redact::redact_url;
 
-pub use self::event::{Event, Inserted, NewEvent, Store, StoreError};
-pub use self::memory::MemoryStore;
+pub(crate) use self::event::{Event, Inserted, NewEvent, Store, StoreError};
+pub(crate) use self::memory::MemoryStore;
+pub(crate) use self::postgres::PostgresStore;
 pub(crate) use self::postgres::close_worker_connection;
-pub use self::postgres::{PostgresConnection, PostgresStore};
 
 /// The store the configuration asks for.
-pub fn open(config: &ServiceConfig) -> Arc<dyn Store> {
+pub(crate) fn open(config: &ServiceConfig) -> Arc<dyn Store> {
     match &config.database_url {
         Some(url) => {
             log::info!("events store: PostgreSQL at {}", redact_url(url));

@@ -28,7 +28,7 @@ const MIGRATION: &str = "
 const COLUMNS: &str = "id, type, payload, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
 /// A worker's connection and its prepared statements.
-pub struct PostgresConnection {
+pub(crate) struct PostgresConnection {
     client: Client,
     insert: Statement,
     by_key: Statement,
@@ -69,7 +69,7 @@ pub(crate) fn close_worker_connection() {
 
 /// Events in PostgreSQL.
 #[derive(Debug)]
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     owner: u64,
     config: Result<postgres::Config, String>,
     connect_timeout: Duration,
@@ -90,7 +90,7 @@ type PendingProbe = crossbeam_channel::Receiver<Result<(), String>>;
 
 impl PostgresStore {
     /// A store for `url`; nothing is connected until a worker needs it.
-    pub fn new(url: &str, connect_timeout: Duration, statement_timeout: Duration) -> Self {
+    pub(crate) fn new(url: &str, connect_timeout: Duration, statement_timeout: Duration) -> Self {
         let config = url
             .parse::<postgres::Config>()
             .map(|mut config| {
