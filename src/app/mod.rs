@@ -265,3 +265,105 @@ impl Handler for App {
         cache::close_worker_connection();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ParsedRequest;
+    use crate::{Server, ServerConfig};
+
+    /// The app over the in-memory store, on a server bound to a free port
+    /// and never run (its handle and numbers are what the app reads).
+    fn reference_app(test_routes: bool) -> (Server, App) {
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            ..ServerConfig::default()
+        };
+        let server = Server::bind(config).expect("bind a free port on 127.0.0.1");
+        let service = ServiceConfig {
+            test_routes,
+            ..ServiceConfig::default()
+        };
+        let app =
+            App::new(&service, server.shutdown_handle(), server.stats()).expect("the app builds");
+        (server, app)
+    }
+
+    /// The route template and the answer for `method path`.
+    fn ask(app: &App, method: &str, path: &str) -> (&'static str, Response) {
+        let bytes = format!("{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let parsed = ParsedRequest::parse(bytes.as_bytes()).expect("a well-framed request");
+        app.route(&mut parsed.request())
+    }
+
+    fn code(response: &Response) -> String {
+        let body: serde_json::Value = serde_json::from_slice(response.body()).expect("JSON");
+        body["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn routes_answer_by_path_and_method_under_their_templates() {
+        let (_server, app) = reference_app(false);
+        let (route, response) = ask(&app, "GET", "/healthz");
+        assert_eq!((route, response.status()), ("/healthz", StatusCode::OK));
+        let (route, response) = ask(&app, "HEAD", "/");
+        assert_eq!((route, response.status()), ("/", StatusCode::OK));
+        let (route, response) = ask(&app, "GET", "/v1/events/17");
+        assert_eq!(route, "/v1/events/{id}");
+        assert_eq!(code(&response), WireError::NoSuchEvent.code());
+        let (route, response) = ask(&app, "GET", "/nope");
+        assert_eq!(route, "other");
+        assert_eq!(code(&response), WireError::NoSuchRoute.code());
+    }
+
+    #[test]
+    fn a_wrong_method_is_405_with_the_methods_the_route_takes() {
+        let (_server, app) = reference_app(false);
+        let (_, response) = ask(&app, "DELETE", "/v1/events");
+        assert_eq!(code(&response), WireError::MethodNotAllowed.code());
+        assert_eq!(response.header("Allow"), Some("GET, HEAD, POST"));
+        let (_, response) = ask(&app, "POST", "/healthz");
+        assert_eq!(response.header("Allow"), Some("GET, HEAD"));
+        let (_, response) = ask(&app, "PUT", "/v1/events/1");
+        assert_eq!(response.header("Allow"), Some("GET, HEAD"));
+    }
+
+    #[test]
+    fn readiness_fails_once_shutdown_starts() {
+        let (server, app) = reference_app(false);
+        assert_eq!(ask(&app, "GET", "/readyz").1.status(), StatusCode::OK);
+        // The coordinator of a running server sets the phase when the
+        // shutdown starts; this server does not run, so it is set here.
+        server
+            .shutdown_handle()
+            .lifecycle
+            .set_phase(crate::lifecycle::Phase::Draining);
+        let (_, response) = ask(&app, "GET", "/readyz");
+        assert_eq!(code(&response), WireError::NotReadyShuttingDown.code());
+    }
+
+    #[test]
+    fn test_routes_exist_only_when_enabled() {
+        let (_server, app) = reference_app(false);
+        let (_, response) = ask(&app, "GET", "/test/sleep?ms=1");
+        assert_eq!(code(&response), WireError::NoSuchRoute.code());
+        let (_server, app) = reference_app(true);
+        let (route, response) = ask(&app, "GET", "/test/sleep?ms=1");
+        assert_eq!((route, response.status()), ("/test/sleep", StatusCode::OK));
+        let (_, response) = ask(&app, "GET", "/test/sleep?ms=soon");
+        assert_eq!(code(&response), WireError::BadSleep.code());
+    }
+
+    #[test]
+    fn metrics_are_one_openmetrics_text() {
+        let (_server, app) = reference_app(false);
+        let (route, response) = ask(&app, "GET", "/metrics");
+        assert_eq!(route, "/metrics");
+        let text = std::str::from_utf8(response.body()).expect("UTF-8");
+        assert!(
+            text.contains("# TYPE gremlins_open_connections gauge"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

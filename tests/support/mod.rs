@@ -395,9 +395,11 @@ impl Client {
 
     fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 16 * 1024];
-        // A signal to the test process (a child's exit) interrupts a read;
-        // that is no answer from the server, so read again (a bounded
-        // number of times).
+        // A read on a socket with a timeout (SO_RCVTIMEO) fails with EINTR
+        // whenever a signal handler runs in this thread or the process is
+        // stopped and continued, SA_RESTART or not (signal(7)); that is no
+        // answer from the server, so read again (a bounded number of
+        // times), and say so, with the time, to match a kernel trace.
         let mut read = self.stream.read(&mut chunk);
         for _ in 0..100 {
             match &read {
