@@ -310,7 +310,7 @@ fn pipelining_clients_do_not_hold_every_worker() {
         stream
             .set_read_timeout(Some(RESPONSE_TIMEOUT))
             .expect("read timeout");
-        stream.peek(&mut byte).expect("a flooder's first response");
+        support::peek_retrying(stream, &mut byte).expect("a flooder's first response");
     }
     let started = Instant::now();
     let response = support::get(service.addr, "/healthz");

@@ -171,10 +171,8 @@ fn non_reading_client(addr: SocketAddr, request: &str) -> Client {
     client.send(request.as_bytes());
     // The first byte of the answer: the server is writing it now.
     let mut byte = [0u8; 1];
-    let peeked = client
-        .stream
-        .peek(&mut byte)
-        .expect("the start of the answer");
+    let peeked =
+        support::peek_retrying(&client.stream, &mut byte).expect("the start of the answer");
     assert_eq!(peeked, 1, "the server closed instead of answering");
     client
 }

@@ -223,7 +223,7 @@ fn ask_for_a_mebibyte_with_a_small_window(addr: SocketAddr) -> TcpStream {
 fn a_reader_at_100_bytes_a_second_of_a_1_mib_response_is_closed() {
     let _serial = one_at_a_time();
     let server = EchoServer::start(|_| {});
-    let mut stream = ask_for_a_mebibyte_with_a_small_window(server.addr);
+    let stream = ask_for_a_mebibyte_with_a_small_window(server.addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("read timeout");
@@ -242,7 +242,7 @@ fn a_reader_at_100_bytes_a_second_of_a_1_mib_response_is_closed() {
              write rate applies after its 5 s grace"
         );
         let mut chunk = [0u8; 100];
-        match stream.read(&mut chunk) {
+        match support::read_retrying(&stream, &mut chunk) {
             Ok(0) => break,
             Ok(count) => received += count,
             Err(error) if error.kind() == ErrorKind::WouldBlock => {}
@@ -481,7 +481,10 @@ fn when_slow_readers_use_up_the_budget_they_are_reset_before_their_grace_and_oth
             .set_read_timeout(Some(support::RESPONSE_TIMEOUT))
             .expect("read timeout");
         let mut first = [0u8; 1];
-        assert_eq!(reader.peek(&mut first).expect("the response begins"), 1);
+        assert_eq!(
+            support::peek_retrying(reader, &mut first).expect("the response begins"),
+            1
+        );
     }
     let started = Instant::now();
     let mut client = Client::connect(server.addr);

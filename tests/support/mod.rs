@@ -242,6 +242,42 @@ impl Drop for Service {
     }
 }
 
+/// Reads once from `stream`, as `Read::read` does, and again when a
+/// signal interrupts the read: a socket with a read timeout (SO_RCVTIMEO)
+/// fails with EINTR whenever a signal handler runs in the reading thread
+/// or the process is stopped and continued, SA_RESTART or not
+/// (signal(7)); that is no answer from the server. Says so on stderr, with
+/// the time since boot, to match a kernel trace. At most 100 reads.
+pub fn read_retrying(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    retrying_interrupted(|| {
+        let mut reader = stream;
+        reader.read(buffer)
+    })
+}
+
+/// Peeks once at `stream`, again when a signal interrupts it, as
+/// [`read_retrying`] reads.
+pub fn peek_retrying(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    retrying_interrupted(|| stream.peek(buffer))
+}
+
+fn retrying_interrupted(mut call: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    let mut result = call();
+    for _ in 0..100 {
+        match &result {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                eprintln!(
+                    "test client: a read was interrupted (EINTR) at {} s since boot; reading again",
+                    uptime()
+                );
+                result = call();
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
 /// Seconds since boot (CLOCK_BOOTTIME, as /proc/uptime gives it), to
 /// match a log line against a kernel trace.
 fn uptime() -> String {
@@ -395,24 +431,7 @@ impl Client {
 
     fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 16 * 1024];
-        // A read on a socket with a timeout (SO_RCVTIMEO) fails with EINTR
-        // whenever a signal handler runs in this thread or the process is
-        // stopped and continued, SA_RESTART or not (signal(7)); that is no
-        // answer from the server, so read again (a bounded number of
-        // times), and say so, with the time, to match a kernel trace.
-        let mut read = self.stream.read(&mut chunk);
-        for _ in 0..100 {
-            match &read {
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
-                    eprintln!(
-                        "test client: a read was interrupted (EINTR) at {} s since boot; reading again",
-                        uptime()
-                    );
-                    read = self.stream.read(&mut chunk);
-                }
-                _ => break,
-            }
-        }
+        let read = read_retrying(&self.stream, &mut chunk);
         match read {
             Ok(0) => Err(format!(
                 "connection closed after {} unparsed bytes",

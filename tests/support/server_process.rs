@@ -488,7 +488,7 @@ pub fn probe(
         .set_read_timeout(Some(remaining()))
         .expect("set a read timeout");
     let mut answer = [0u8; 64];
-    match stream.read(&mut answer) {
+    match super::read_retrying(&stream, &mut answer) {
         Ok(0) => Probe::Closed,
         Ok(count) if answered(&answer[..count]) => Probe::Answered,
         Ok(count) => panic!(
