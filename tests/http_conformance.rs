@@ -522,3 +522,228 @@ fn http11_request_without_exactly_one_host_is_rejected_with_400() {
     }
     support::assert_still_serving(service.addr);
 }
+
+/// Sends `request` on a new connection and returns everything the server
+/// sends until it closes the connection.
+fn exchange_to_eof(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(request).expect("write the request");
+    String::from_utf8_lossy(&read_to_eof(&mut stream)).into_owned()
+}
+
+/// RFC 9112 section 3.2.2: "A server MUST accept the absolute-form in
+/// requests" and, as an origin server, "MUST ignore the received Host
+/// header field (if any) and instead use the host information of the
+/// request-target".
+#[test]
+fn an_absolute_form_target_is_served_by_its_path_and_its_authority_replaces_host() {
+    let server = EchoServer::start(|_| {});
+    let answer = exchange_to_eof(
+        server.addr,
+        b"GET http://Example.com:8080/target?x=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(
+        answer.ends_with("host=Example.com:8080 path=/target query=x=1"),
+        "{answer:?}"
+    );
+    let answer = exchange_to_eof(
+        server.addr,
+        b"GET https://example.com HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.ends_with("ok"), "no path is the path /: {answer:?}");
+    // Still HTTP/1.1: Host is required (RFC 9112 3.2), and a target with
+    // no authority is refused.
+    for request in [
+        "GET http://example.com/ HTTP/1.1\r\n\r\n",
+        "GET http:///target HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = exchange_to_eof(server.addr, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 400 "),
+            "{request:?}: {answer:?}"
+        );
+    }
+}
+
+/// RFC 9110 section 5.6.1: "a recipient MUST accept empty list elements";
+/// they are ignored, in every list-valued field the engine reads
+/// (`Transfer-Encoding`, `Connection`, `Expect`).
+#[test]
+fn empty_list_elements_are_ignored_in_every_list_field_the_engine_reads() {
+    let server = EchoServer::start(|_| {});
+    let answer = exchange_to_eof(
+        server.addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ,chunked\r\nConnection: , close,\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.contains("Connection: close\r\n"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\nabc"), "{answer:?}");
+
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: , 100-continue\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .expect("write the head");
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).expect("the interim answer");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hi").expect("write the body");
+    let rest = String::from_utf8_lossy(&read_to_eof(&mut stream)).into_owned();
+    assert!(rest.ends_with("\r\n\r\nhi"), "{rest:?}");
+}
+
+/// RFC 9112 section 6.1: "A sender MUST NOT apply the chunked transfer
+/// coding more than once to a message body", and section 6.3: "If a
+/// Transfer-Encoding header field is present in a request and the chunked
+/// transfer coding is not the final encoding, the message body length
+/// cannot be determined reliably; the server MUST respond with the 400
+/// (Bad Request) status code and then close the connection". A coding it
+/// does not implement before `chunked` is 501 (section 6.1: "SHOULD
+/// respond with 501").
+#[test]
+fn chunked_twice_or_not_last_is_400_and_an_unknown_coding_before_it_is_501() {
+    let server = EchoServer::start(|_| {});
+    for (request, status, code) in [
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400",
+            "DRYAD-HTTP-4007",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "400",
+            "DRYAD-HTTP-4007",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "400",
+            "DRYAD-HTTP-4007",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "400",
+            "DRYAD-HTTP-4007",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ,\r\n\r\n",
+            "400",
+            "DRYAD-HTTP-4007",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "501",
+            "DRYAD-HTTP-5011",
+        ),
+    ] {
+        let answer = exchange_to_eof(server.addr, request.as_bytes());
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")) && answer.contains(code),
+            "{request:?}: {answer:?}"
+        );
+        assert!(
+            answer.contains("Connection: close\r\n"),
+            "{request:?}: {answer:?}"
+        );
+    }
+}
+
+/// RFC 9110 section 2.5: a recipient of a higher minor version of
+/// HTTP/1 "SHOULD process it as if it were the highest minor version
+/// within that major version to which the recipient is conformant" (and
+/// answers in that version); another major version is refused with 505
+/// (section 15.6.6).
+#[test]
+fn a_higher_minor_version_is_served_as_http11_and_another_major_version_gets_505() {
+    let server = EchoServer::start(|_| {});
+    let answer = exchange_to_eof(
+        server.addr,
+        b"GET /target HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.ends_with("path=/target query=-"), "{answer:?}");
+    for request in [
+        "GET / HTTP/2.0\r\nHost: t\r\n\r\n",
+        "GET / HTTP/3.1\r\nHost: t\r\n\r\n",
+    ] {
+        let answer = exchange_to_eof(server.addr, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n")
+                && answer.contains("DRYAD-HTTP-5051"),
+            "{request:?}: {answer:?}"
+        );
+    }
+    let answer = exchange_to_eof(server.addr, b"GET / HTTP/1.10\r\nHost: t\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 "),
+        "not HTTP-version syntax: {answer:?}"
+    );
+}
+
+/// RFC 9112 section 3.2.4: "The asterisk-form of request-target is only
+/// used for a server-wide OPTIONS request".
+#[test]
+fn the_asterisk_form_is_for_options_only() {
+    let server = EchoServer::start(|_| {});
+    let answer = exchange_to_eof(server.addr, b"GET * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 ") && answer.contains("DRYAD-HTTP-4001"),
+        "{answer:?}"
+    );
+    let answer = exchange_to_eof(
+        server.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.ends_with("path=* query=-"), "{answer:?}");
+}
+
+/// RFC 9110 section 9.3.2: "The server SHOULD send the same header fields
+/// in response to a HEAD request as it would have sent if the request
+/// method had been GET", and a response to HEAD has no content (section
+/// 6.4.1), error answers included.
+#[test]
+fn error_answers_to_head_carry_no_body() {
+    let server = EchoServer::start(|config| config.max_body_bytes = 1000);
+    for request in [
+        "HEAD /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n",
+        "HEAD /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        "HEAD /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ] {
+        let answer = exchange_to_eof(server.addr, request.as_bytes());
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{request:?}: no complete head: {answer:?}"));
+        assert!(head.starts_with("HTTP/1.1 4"), "{request:?}: {answer:?}");
+        assert!(head.contains("Content-Length: "), "{request:?}: {answer:?}");
+        assert_eq!(body, "", "{request:?}: a body after the head: {answer:?}");
+    }
+}
+
+/// RFC 9110 section 5.3: a field that is not a list "MUST NOT" be sent in
+/// more than one field line; `Content-Type` is one (section 8.3), and a
+/// scraper reads the first. `/metrics` sets its own, which replaces the
+/// default of a text response.
+#[test]
+fn metrics_answer_with_one_content_type_the_openmetrics_one() {
+    let service = service(&[]);
+    let answer = exchange_to_eof(
+        service.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    let content_types: Vec<&str> = head
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with("content-type:"))
+        .collect();
+    assert_eq!(
+        content_types,
+        ["Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"],
+        "{head}"
+    );
+    assert!(answer.ends_with("# EOF\n"), "{answer:?}");
+}

@@ -358,8 +358,7 @@ impl Connection {
             (true, Some(Version::Http10)) => ConnectionHeader::KeepAlive,
             (true, _) => ConnectionHeader::None,
         };
-        let head_only = head.method() == "HEAD";
-        response.write_to(&mut self.buffers.write, connection, head_only);
+        response.write_to(&mut self.buffers.write, connection, head.is_head_request());
         self.finish_request(!reusable);
         reusable
     }
@@ -367,7 +366,8 @@ impl Connection {
     /// Queues a response with `Connection: close`, for a request that could
     /// not be read or will not be served.
     pub(crate) fn respond_and_close(&mut self, response: &Response) {
-        response.write_to(&mut self.buffers.write, ConnectionHeader::Close, false);
+        let head_only = self.buffers.head.is_head_request();
+        response.write_to(&mut self.buffers.write, ConnectionHeader::Close, head_only);
         self.finish_request(true);
     }
 

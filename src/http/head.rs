@@ -25,6 +25,11 @@ pub enum HeadError {
     AmbiguousFraming,
     /// A `Transfer-Encoding` other than `chunked`.
     UnsupportedTransferEncoding,
+    /// `Transfer-Encoding` lists no coding, `chunked` twice, or `chunked`
+    /// not last.
+    BadTransferEncoding,
+    /// An HTTP major version other than 1.
+    UnsupportedVersion,
     /// The declared body is larger than `max_body_bytes`.
     BodyTooLarge,
     /// `Host` is missing (HTTP/1.1), repeated, or not an authority.
@@ -42,6 +47,8 @@ impl HeadError {
             Self::BadContentLength => WireError::BadContentLength,
             Self::AmbiguousFraming => WireError::AmbiguousFraming,
             Self::UnsupportedTransferEncoding => WireError::UnsupportedTransferEncoding,
+            Self::BadTransferEncoding => WireError::BadTransferEncoding,
+            Self::UnsupportedVersion => WireError::UnsupportedVersion,
             Self::BodyTooLarge => WireError::BodyTooLarge,
             Self::BadHost => WireError::BadHost,
         }
@@ -80,8 +87,13 @@ pub(crate) enum Version {
 pub(crate) struct Head {
     bytes: Vec<u8>,
     method: Range<usize>,
+    /// Empty for a target with no path (`http://x`, `host:port`), which
+    /// [`Head::path`] reads as `/`.
     path: Range<usize>,
     query: Option<Range<usize>>,
+    /// The authority of an absolute-form target, which replaces `Host`
+    /// (RFC 9112 3.2.2).
+    authority: Option<Range<usize>>,
     headers: Vec<(Range<usize>, Range<usize>)>,
     pub(crate) version: Option<Version>,
     pub(crate) framing: Option<Framing>,
@@ -96,8 +108,27 @@ impl Head {
         self.str_at(&self.method)
     }
 
+    /// Whether this is the head of a `HEAD` request, whose answers carry
+    /// no body (RFC 9110 9.3.2), errors included. False while no request
+    /// line has been parsed.
+    pub(crate) fn is_head_request(&self) -> bool {
+        self.version.is_some() && self.method() == "HEAD"
+    }
+
     pub(crate) fn path(&self) -> &str {
-        self.str_at(&self.path)
+        match self.str_at(&self.path) {
+            "" => "/",
+            path => path,
+        }
+    }
+
+    /// The host the request is for: the authority of an absolute-form
+    /// target, else the `Host` field.
+    pub(crate) fn host(&self) -> Option<&str> {
+        match &self.authority {
+            Some(range) => Some(self.str_at(range)),
+            None => std::str::from_utf8(self.header("host")?).ok(),
+        }
     }
 
     pub(crate) fn query(&self) -> Option<&str> {
@@ -136,6 +167,9 @@ pub(crate) enum Parsed {
 
 /// Parses a head from `buf` into `head`, applying `limits`.
 pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Parsed, HeadError> {
+    // Until this head's request line is parsed, `head` holds no request
+    // (a refusal must not read the last request's method).
+    head.version = None;
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
     let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS_CEILING)];
     let mut request = httparse::Request::new(slots);
@@ -153,6 +187,19 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Pars
             return Ok(Parsed::Partial);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) => {
+            // RFC 9110 2.5: a higher minor version of HTTP/1 is served as
+            // HTTP/1.1; another major version is refused with 505.
+            return match version_digits(buf) {
+                Some((b'1', _, at)) => {
+                    let mut as_http11 = buf.to_vec();
+                    as_http11[at] = b'1';
+                    parse(&as_http11, limits, head)
+                }
+                Some(_) => Err(HeadError::UnsupportedVersion),
+                None => Err(HeadError::Malformed),
+            };
+        }
         Err(_) => return Err(HeadError::Malformed),
     };
     if len > limits.max_head_bytes {
@@ -180,13 +227,25 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Pars
     head.bytes.extend_from_slice(&buf[..len]);
     head.method = range_of(method.as_bytes());
     let target_range = range_of(target.as_bytes());
-    match target.find('?') {
+    let form = target_form(method, target)?;
+    let (path_start, authority) = match form {
+        // `*` is the path of an asterisk-form target, for the handler to
+        // tell it from `/`.
+        TargetForm::Origin | TargetForm::Asterisk => (0, None),
+        TargetForm::Absolute { authority } => (authority.end, Some(authority)),
+        TargetForm::Authority => (target.len(), None),
+    };
+    let shift =
+        |range: Range<usize>| target_range.start + range.start..target_range.start + range.end;
+    head.authority = authority.map(shift);
+    let rest = &target[path_start..];
+    match rest.find('?') {
         Some(at) => {
-            head.path = target_range.start..target_range.start + at;
-            head.query = Some(target_range.start + at + 1..target_range.end);
+            head.path = shift(path_start..path_start + at);
+            head.query = Some(shift(path_start + at + 1..target.len()));
         }
         None => {
-            head.path = target_range;
+            head.path = shift(path_start..target.len());
             head.query = None;
         }
     }
@@ -202,10 +261,96 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Pars
     Ok(Parsed::Complete(len))
 }
 
+/// The shape of a request target (RFC 9112 3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TargetForm {
+    /// `/path?query`.
+    Origin,
+    /// `http://authority/path?query`: the authority's range in the target.
+    Absolute { authority: Range<usize> },
+    /// `*`, for `OPTIONS` only.
+    Asterisk,
+    /// `host:port`, for `CONNECT` only.
+    Authority,
+}
+
+/// Which form `target` takes; any other shape, or a form the method may
+/// not use, is malformed.
+fn target_form(method: &str, target: &str) -> Result<TargetForm, HeadError> {
+    if target.starts_with('/') {
+        return Ok(TargetForm::Origin);
+    }
+    if target == "*" {
+        return match method {
+            "OPTIONS" => Ok(TargetForm::Asterisk),
+            _ => Err(HeadError::Malformed),
+        };
+    }
+    if method == "CONNECT" {
+        return match target.rsplit_once(':') {
+            Some((host, port))
+                if !host.is_empty()
+                    && !port.is_empty()
+                    && port.bytes().all(|byte| byte.is_ascii_digit())
+                    && is_valid_host(host.as_bytes()) =>
+            {
+                Ok(TargetForm::Authority)
+            }
+            _ => Err(HeadError::Malformed),
+        };
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Err(HeadError::Malformed);
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(HeadError::Malformed);
+    }
+    let start = scheme.len() + 3;
+    let end = rest.find(['/', '?']).map_or(target.len(), |at| start + at);
+    let authority = &target[start..end];
+    if authority.is_empty() || authority.contains('@') || !is_valid_host(authority.as_bytes()) {
+        return Err(HeadError::BadHost);
+    }
+    Ok(TargetForm::Absolute {
+        authority: start..end,
+    })
+}
+
+/// The digits of the version in a request line `METHOD TARGET HTTP/D.D`,
+/// and where the minor digit is, if the line ends that way.
+fn version_digits(buf: &[u8]) -> Option<(u8, u8, usize)> {
+    let line_end = buf.iter().position(|&byte| byte == b'\n')?;
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = &line[line.iter().rposition(|&byte| byte == b' ')? + 1..];
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Some((*major, *minor, line.len() - 1))
+        }
+        _ => None,
+    }
+}
+
+/// The elements of a list-valued field (RFC 9110 5.6.1): split at commas,
+/// white space around each trimmed, empty elements ignored.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&byte| byte == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|element| !element.is_empty())
+}
+
 /// Derives framing, `Expect` and keep-alive from the stored headers.
 fn read_semantics(head: &mut Head, limits: &Limits) -> Result<(), HeadError> {
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
+    // Every transfer coding of every `Transfer-Encoding` line, in order
+    // (RFC 9112 6.1): `chunked` must be last, and only once.
+    let mut transfer_encoding = false;
+    let mut codings = 0usize;
+    let mut chunked_codings = 0usize;
+    let mut last_is_chunked = false;
     let mut expects_continue = false;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
@@ -225,21 +370,34 @@ fn read_semantics(head: &mut Head, limits: &Limits) -> Result<(), HeadError> {
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(HeadError::UnsupportedTransferEncoding);
+            transfer_encoding = true;
+            for coding in list_elements(value) {
+                codings += 1;
+                last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                chunked_codings += usize::from(last_is_chunked);
             }
-            chunked = true;
         } else if name.eq_ignore_ascii_case("expect") {
-            expects_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            expects_continue |=
+                list_elements(value).any(|element| element.eq_ignore_ascii_case(b"100-continue"));
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(|&byte| byte == b',') {
-                let token = token.trim_ascii();
+            for token in list_elements(value) {
                 connection_close |= token.eq_ignore_ascii_case(b"close");
                 connection_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
     }
     let version = head.version.unwrap_or(Version::Http11);
+    let chunked = transfer_encoding;
+    if transfer_encoding {
+        if codings == 0 || chunked_codings > 1 || !last_is_chunked {
+            // RFC 9112 6.3: the length of the body cannot be known.
+            return Err(HeadError::BadTransferEncoding);
+        }
+        if codings > 1 {
+            // RFC 9112 6.1: a coding we do not implement (`gzip, chunked`).
+            return Err(HeadError::UnsupportedTransferEncoding);
+        }
+    }
     // RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before.
     if hosts > 1 || (hosts == 0 && version == Version::Http11) {
         return Err(HeadError::BadHost);

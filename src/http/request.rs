@@ -73,6 +73,13 @@ impl<'c> Request<'c> {
         self.head.path()
     }
 
+    /// The host the request is for: the authority of an absolute-form
+    /// target (`GET http://host/path`, RFC 9112 3.2.2), else the `Host`
+    /// field.
+    pub fn host(&self) -> Option<&str> {
+        self.head.host()
+    }
+
     /// The query of the request target, without the `?`.
     pub fn query(&self) -> Option<&str> {
         self.head.query()

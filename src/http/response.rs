@@ -69,14 +69,22 @@ impl Response {
         Self::new(status, body).with_header("Content-Type", "application/json")
     }
 
-    /// Adds a header.
+    /// Adds a header; a field that may appear only once (`Content-Type`,
+    /// `Location`, `Retry-After`, ...: RFC 9110 5.3) replaces the value
+    /// set before, such as the `Content-Type` of [`text`](Self::text) or
+    /// [`json`](Self::json).
     #[must_use]
     pub fn with_header(
         mut self,
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Self {
-        self.headers.push((name.into(), value.into()));
+        let name = name.into();
+        if is_singleton_field(&name) {
+            self.headers
+                .retain(|(set, _)| !set.eq_ignore_ascii_case(&name));
+        }
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -113,6 +121,8 @@ impl Response {
         out.extend_from_slice(b"Date: ");
         date::append_now(out);
         out.extend_from_slice(b"\r\n");
+        // `with_header` keeps one of each singleton field, so none is sent
+        // twice.
         for (name, value) in &self.headers {
             if is_framing_header(name) {
                 log::warn!("dropped a response header the engine writes itself: {name:?}");
@@ -151,6 +161,25 @@ pub(crate) enum ConnectionHeader {
 
 /// Headers that frame the message or the connection: only the engine may
 /// write them, or a client and a proxy could read the stream differently.
+/// Fields a response may carry once at most (RFC 9110 5.3: not lists),
+/// among those a handler is likely to set.
+fn is_singleton_field(name: &str) -> bool {
+    [
+        "age",
+        "content-location",
+        "content-range",
+        "content-type",
+        "etag",
+        "expires",
+        "last-modified",
+        "location",
+        "retry-after",
+        "server",
+    ]
+    .iter()
+    .any(|singleton| name.eq_ignore_ascii_case(singleton))
+}
+
 fn is_framing_header(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "date"]
         .iter()
@@ -239,6 +268,34 @@ mod tests {
         let text = String::from_utf8(out).expect("ascii");
         assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
         assert!(!text.contains("keep-alive"), "{text}");
+    }
+
+    #[test]
+    fn a_singleton_field_set_again_replaces_the_first_and_is_sent_once() {
+        let mut out = Vec::new();
+        Response::text(StatusCode::OK, "ok")
+            .with_header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0",
+            )
+            .with_header("Vary", "Accept")
+            .with_header("Vary", "Accept-Encoding")
+            .write_to(&mut out, ConnectionHeader::None, false);
+        let text = String::from_utf8(out).expect("ascii");
+        assert_eq!(
+            text.to_ascii_lowercase().matches("content-type:").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("content-type: application/openmetrics-text"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("Vary:").count(),
+            2,
+            "a list field may repeat: {text}"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ impl StatusCode {
     pub const NOT_IMPLEMENTED: Self = Self(501);
     /// 503 Service Unavailable.
     pub const SERVICE_UNAVAILABLE: Self = Self(503);
+    /// 505 HTTP Version Not Supported.
+    pub const HTTP_VERSION_NOT_SUPPORTED: Self = Self(505);
 
     /// The reason phrase sent on the status line and in error bodies.
     pub fn reason(self) -> &'static str {
@@ -55,6 +57,7 @@ impl StatusCode {
             500 => "Internal Server Error",
             501 => "Not Implemented",
             503 => "Service Unavailable",
+            505 => "HTTP Version Not Supported",
             _ => "",
         }
     }

@@ -47,6 +47,7 @@ use super::status::StatusCode;
 /// | `DRYAD-HTTP-4004` | 400 | [`AmbiguousFraming`](WireError::AmbiguousFraming) | both `Content-Length` and `Transfer-Encoding` were sent | no: fix the request |
 /// | `DRYAD-HTTP-4005` | 400 | [`BodyIncomplete`](WireError::BodyIncomplete) | the client ended its side before the end of the body | yes, sending the whole body |
 /// | `DRYAD-HTTP-4006` | 400 | [`BadHost`](WireError::BadHost) | `Host` is missing (HTTP/1.1), repeated, or not an authority | no: fix the request |
+/// | `DRYAD-HTTP-4007` | 400 | [`BadTransferEncoding`](WireError::BadTransferEncoding) | `Transfer-Encoding` lists no coding, `chunked` twice, or `chunked` not last | no: fix the request |
 /// | `DRYAD-HTTP-4080` | 408 | [`HeadTimedOut`](WireError::HeadTimedOut) | the request head did not arrive within `header_timeout` | yes, on a new connection |
 /// | `DRYAD-HTTP-4081` | 408 | [`BodyTimedOut`](WireError::BodyTimedOut) | the body arrived slower than `min_body_rate`, or not within `body_timeout` | yes, on a new connection, sending faster |
 /// | `DRYAD-HTTP-4131` | 413 | [`BodyTooLarge`](WireError::BodyTooLarge) | the body (declared, or chunked as it arrives) is larger than `max_body_bytes` | no: send a smaller body |
@@ -54,6 +55,7 @@ use super::status::StatusCode;
 /// | `DRYAD-HTTP-4311` | 431 | [`HeadTooLarge`](WireError::HeadTooLarge) | the request head is larger than `max_head_bytes` | no: send fewer or shorter headers |
 /// | `DRYAD-HTTP-4312` | 431 | [`TooManyHeaders`](WireError::TooManyHeaders) | more header fields than `max_headers` | no: send fewer headers |
 /// | `DRYAD-HTTP-5011` | 501 | [`UnsupportedTransferEncoding`](WireError::UnsupportedTransferEncoding) | a `Transfer-Encoding` other than `chunked` | no: send `chunked` or `Content-Length` |
+/// | `DRYAD-HTTP-5051` | 505 | [`UnsupportedVersion`](WireError::UnsupportedVersion) | an HTTP major version other than 1 | no: use HTTP/1.1 |
 /// | `DRYAD-SYS-5000` | 500 | [`Internal`](WireError::Internal) | a bug: the handler panicked, or the answer could not be built | maybe: an idempotent request may succeed again; report it |
 /// | `DRYAD-SYS-5001` | 503 | [`Overloaded`](WireError::Overloaded) | every worker queue slot is taken | yes, after `Retry-After: 1` |
 /// | `DRYAD-SYS-5002` | 503 | [`TooManyConnections`](WireError::TooManyConnections) | `max_connections` are open and none is idle | yes, after `Retry-After: 1` |
@@ -105,6 +107,10 @@ pub enum WireError {
     /// 400 `DRYAD-HTTP-4006`: `Host` is missing (HTTP/1.1), repeated, or
     /// not an authority; do not retry it unchanged.
     BadHost,
+    /// 400 `DRYAD-HTTP-4007`: `Transfer-Encoding` lists no coding, lists
+    /// `chunked` more than once, or not last (RFC 9112 6.1): the body's
+    /// length cannot be known; do not retry it unchanged.
+    BadTransferEncoding,
     /// 408 `DRYAD-HTTP-4080`: the request head did not arrive within
     /// `header_timeout`; retry on a new connection.
     HeadTimedOut,
@@ -127,6 +133,9 @@ pub enum WireError {
     /// 501 `DRYAD-HTTP-5011`: a `Transfer-Encoding` other than `chunked`;
     /// do not retry it unchanged.
     UnsupportedTransferEncoding,
+    /// 505 `DRYAD-HTTP-5051`: the request's HTTP major version is not 1
+    /// (RFC 9110 15.6.6); do not retry it unchanged.
+    UnsupportedVersion,
     /// 500 `DRYAD-SYS-5000`: a bug (the handler panicked, or the answer
     /// could not be built); an idempotent request may be retried.
     Internal,
@@ -223,6 +232,7 @@ impl WireError {
         Self::AmbiguousFraming,
         Self::BodyIncomplete,
         Self::BadHost,
+        Self::BadTransferEncoding,
         Self::HeadTimedOut,
         Self::BodyTimedOut,
         Self::BodyTooLarge,
@@ -230,6 +240,7 @@ impl WireError {
         Self::HeadTooLarge,
         Self::TooManyHeaders,
         Self::UnsupportedTransferEncoding,
+        Self::UnsupportedVersion,
         Self::Internal,
         Self::Overloaded,
         Self::TooManyConnections,
@@ -283,6 +294,11 @@ impl WireError {
                 "DRYAD-HTTP-4006",
                 "exactly one valid Host header is required",
             ),
+            Self::BadTransferEncoding => Row::new(
+                S::BAD_REQUEST,
+                "DRYAD-HTTP-4007",
+                "Transfer-Encoding must end with chunked, once",
+            ),
             Self::HeadTimedOut => Row::new(
                 S::REQUEST_TIMEOUT,
                 "DRYAD-HTTP-4080",
@@ -317,6 +333,11 @@ impl WireError {
                 S::NOT_IMPLEMENTED,
                 "DRYAD-HTTP-5011",
                 "only chunked transfer coding is supported",
+            ),
+            Self::UnsupportedVersion => Row::new(
+                S::HTTP_VERSION_NOT_SUPPORTED,
+                "DRYAD-HTTP-5051",
+                "only HTTP/1.x is supported",
             ),
             Self::Internal => {
                 Row::new(S::INTERNAL_SERVER_ERROR, "DRYAD-SYS-5000", "internal error")

@@ -625,8 +625,9 @@ pub fn assert_still_serving(addr: SocketAddr) {
 /// An in-process server built on `gremlins_api::Server` whose routes are:
 /// `/echo` reads the whole body and answers it back (a body error is
 /// answered with its own status and code); `/ignore` answers `ignored`
-/// without reading the body; `/bytes?n=N` answers N bytes of `x`; every
-/// other path answers `ok`. Shut down and
+/// without reading the body; `/bytes?n=N` answers N bytes of `x`;
+/// `/target` (and `*`) answers `host=H path=P query=Q` as the request
+/// reads them; every other path answers `ok`. Shut down and
 /// joined when dropped.
 pub struct EchoServer {
     pub addr: SocketAddr,
@@ -655,6 +656,15 @@ impl EchoServer {
                     Err(error) => error.wire_error().response(),
                 },
                 "/ignore" => Response::text(StatusCode::OK, "ignored"),
+                "/target" | "*" => Response::text(
+                    StatusCode::OK,
+                    format!(
+                        "host={} path={} query={}",
+                        request.host().unwrap_or("-"),
+                        request.path(),
+                        request.query().unwrap_or("-")
+                    ),
+                ),
                 "/bytes" => {
                     let count = request
                         .query_param("n")
