@@ -479,3 +479,138 @@ impl Connection {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::http::StatusCode;
+
+    /// What the engine made of a byte stream: each request's method,
+    /// target and body, in order, and the error that ended it, if any.
+    type Served = (Vec<(String, String, Vec<u8>)>, Option<RequestError>);
+
+    /// A connection over a loopback socket it never reads: the test feeds
+    /// its input, so it controls where the byte stream is cut.
+    fn connection() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (Connection::new(server), client)
+    }
+
+    /// Feeds `pieces` of a byte stream one at a time, serving every
+    /// request that completes (answered `ok`, kept alive).
+    fn serve_in_pieces(pieces: &[&[u8]]) -> Served {
+        let (mut connection, _client) = connection();
+        let limits = Limits::default();
+        let mut served = Vec::new();
+        for piece in pieces {
+            connection.read.push(piece);
+            loop {
+                match connection.read(&limits, false, &mut |_| true) {
+                    Ok(ReadStatus::Request) => {
+                        let request = connection.request();
+                        let target = match request.query() {
+                            Some(query) => format!("{}?{query}", request.path()),
+                            None => request.path().to_owned(),
+                        };
+                        served.push((request.method().to_owned(), target, request.body().to_vec()));
+                        let answer = Response::text(StatusCode::OK, "ok");
+                        connection.respond(&answer, KeepAlive::Yes);
+                    }
+                    Ok(ReadStatus::NeedInput | ReadStatus::NeedRoom | ReadStatus::Closed) => break,
+                    Err(error) => return (served, Some(error)),
+                }
+            }
+        }
+        (served, None)
+    }
+
+    /// One request: method, target, body, and whether the body is sent
+    /// chunked (in pieces of these sizes) or with `Content-Length`.
+    fn request() -> impl Strategy<Value = (String, String, Vec<u8>, Option<Vec<usize>>)> {
+        (
+            prop::sample::select(vec!["GET", "POST", "PUT", "DELETE"]),
+            "/[a-z0-9/]{0,20}(\\?[a-z0-9=&]{1,12})?",
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::option::of(prop::collection::vec(1usize..100, 1..5)),
+        )
+            .prop_map(|(method, target, body, chunks)| (method.to_owned(), target, body, chunks))
+    }
+
+    /// The request as a client writes it.
+    fn serialize(method: &str, target: &str, body: &[u8], chunks: Option<&[usize]>) -> Vec<u8> {
+        let mut wire = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n").into_bytes();
+        match chunks {
+            Some(sizes) => {
+                wire.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                let mut rest = body;
+                for size in sizes.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (chunk, after) = rest.split_at((*size).min(rest.len()));
+                    wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    wire.extend_from_slice(chunk);
+                    wire.extend_from_slice(b"\r\n");
+                    rest = after;
+                }
+                wire.extend_from_slice(b"0\r\n\r\n");
+            }
+            None => {
+                wire.extend_from_slice(
+                    format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                );
+                wire.extend_from_slice(body);
+            }
+        }
+        wire
+    }
+
+    proptest! {
+        #[test]
+        fn serialized_requests_parse_back_to_what_was_sent(
+            requests in prop::collection::vec(request(), 1..4),
+        ) {
+            let mut wire = Vec::new();
+            for (method, target, body, chunks) in &requests {
+                wire.extend(serialize(method, target, body, chunks.as_deref()));
+            }
+            let (served, error) = serve_in_pieces(&[&wire]);
+            prop_assert_eq!(error, None);
+            let sent: Vec<_> = requests
+                .iter()
+                .map(|(method, target, body, _)| (method.clone(), target.clone(), body.clone()))
+                .collect();
+            prop_assert_eq!(served, sent);
+        }
+
+        #[test]
+        fn a_byte_stream_cut_anywhere_is_served_the_same(
+            requests in prop::collection::vec(request(), 1..4),
+            garbage in prop::option::of(prop::collection::vec(any::<u8>(), 1..40)),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut wire = Vec::new();
+            for (method, target, body, chunks) in &requests {
+                wire.extend(serialize(method, target, body, chunks.as_deref()));
+            }
+            // Bytes that may not parse, after the valid requests.
+            wire.extend(garbage.unwrap_or_default());
+            let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(wire.len() + 1)).collect();
+            at.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for end in at {
+                pieces.push(&wire[start..end]);
+                start = end;
+            }
+            pieces.push(&wire[start..]);
+            prop_assert_eq!(serve_in_pieces(&pieces), serve_in_pieces(&[&wire]));
+        }
+    }
+}
