@@ -747,3 +747,42 @@ fn metrics_answer_with_one_content_type_the_openmetrics_one() {
     );
     assert!(answer.ends_with("# EOF\n"), "{answer:?}");
 }
+
+/// Field syntax the engine refuses with 400, each per its RFC rule:
+/// RFC 9112 5.2 (obs-fold in a request: "MUST either reject the message by
+/// sending a 400"), 5.1 ("MUST reject ... any received request message
+/// that contains whitespace between a header field name and colon"), 2.2
+/// (a bare CR "MUST consider that element to be invalid"; whitespace
+/// before the first field line "MUST either reject the message as
+/// invalid" or ignore that line), RFC 9110 5.5 (CR, LF or NUL in a value
+/// "MUST either reject the message or replace" them; other control bytes
+/// are not field content). A bare LF ends a line (RFC 9112 2.2: "MAY
+/// recognize a single LF as a line terminator").
+#[test]
+fn field_syntax_errors_are_400_and_a_bare_lf_ends_a_line() {
+    let server = EchoServer::start(|_| {});
+    for request in [
+        "GET /target HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n",
+        "GET /target HTTP/1.1\r\nHost : t\r\n\r\n",
+        "GET /target HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n",
+        "GET /target HTTP/1.1\r\n Host: t\r\n\r\n",
+        "GET /target HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n",
+        "GET /target HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n",
+        "GET /tar get HTTP/1.1\r\nHost: t\r\n\r\n",
+    ] {
+        let answer = exchange_to_eof(server.addr, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 400 ") && answer.contains("DRYAD-HTTP-4001"),
+            "{request:?}: {answer:?}"
+        );
+    }
+    let answer = exchange_to_eof(
+        server.addr,
+        b"GET /target HTTP/1.1\nHost: t\nConnection: close\n\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(
+        answer.ends_with("host=t path=/target query=-"),
+        "{answer:?}"
+    );
+}

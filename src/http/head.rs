@@ -191,13 +191,16 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Pars
             // RFC 9110 2.5: a higher minor version of HTTP/1 is served as
             // HTTP/1.1; another major version is refused with 505.
             return match version_digits(buf) {
-                Some((b'1', _, at)) => {
+                // Only a minor version httparse does not take (2 to 9):
+                // the request line parsed again as HTTP/1.1 cannot come
+                // back here, so this recurses once at most.
+                Some((b'1', minor, at)) if minor > b'1' => {
                     let mut as_http11 = buf.to_vec();
                     as_http11[at] = b'1';
                     parse(&as_http11, limits, head)
                 }
-                Some(_) => Err(HeadError::UnsupportedVersion),
-                None => Err(HeadError::Malformed),
+                Some((major, _, _)) if major != b'1' => Err(HeadError::UnsupportedVersion),
+                Some(_) | None => Err(HeadError::Malformed),
             };
         }
         Err(_) => return Err(HeadError::Malformed),
@@ -476,6 +479,26 @@ mod tests {
         assert_eq!(head.header("x-thing"), Some(&b"v"[..]));
         assert!(head.client_keep_alive);
         assert_eq!(head.framing, None);
+    }
+
+    #[test]
+    fn a_request_line_with_a_space_in_its_target_is_malformed_not_retried() {
+        // httparse reports a version error for it; the version at the end
+        // of the line is 1.1, so there is nothing to read again as 1.1.
+        assert_eq!(
+            parse_str("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n").map(|_| ()),
+            Err(HeadError::Malformed)
+        );
+        assert_eq!(
+            parse_str("GET /a b HTTP/1.7\r\nHost: h\r\n\r\n").map(|_| ()),
+            Err(HeadError::Malformed)
+        );
+        let (_, head) = parse_str("GET /a HTTP/1.9\r\nHost: h\r\n\r\n").expect("served as 1.1");
+        assert_eq!(head.version, Some(Version::Http11));
+        assert_eq!(
+            parse_str("GET /a HTTP/0.9\r\nHost: h\r\n\r\n").map(|_| ()),
+            Err(HeadError::UnsupportedVersion)
+        );
     }
 
     #[test]
