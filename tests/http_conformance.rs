@@ -514,6 +514,9 @@ fn http11_request_without_exactly_one_host_is_rejected_with_400() {
     for request in [
         "GET / HTTP/1.1\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
     ] {
         let mut client = Client::connect(service.addr);
         client.send(request.as_bytes());
@@ -769,6 +772,8 @@ fn field_syntax_errors_are_400_and_a_bare_lf_ends_a_line() {
         "GET /target HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n",
         "GET /target HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n",
         "GET /tar get HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET target HTTP/1.1\r\nHost: t\r\n\r\n",
     ] {
         let answer = exchange_to_eof(server.addr, request.as_bytes());
         assert!(
@@ -776,6 +781,12 @@ fn field_syntax_errors_are_400_and_a_bare_lf_ends_a_line() {
             "{request:?}: {answer:?}"
         );
     }
+    // The authority-form is CONNECT's (RFC 9112 3.2.3).
+    let answer = exchange_to_eof(
+        server.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
     let answer = exchange_to_eof(
         server.addr,
         b"GET /target HTTP/1.1\nHost: t\nConnection: close\n\n",
