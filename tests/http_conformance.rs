@@ -797,3 +797,39 @@ fn field_syntax_errors_are_400_and_a_bare_lf_ends_a_line() {
         "{answer:?}"
     );
 }
+
+/// A client that ends its side (FIN) in the middle of a request is
+/// answered at once (400 `DRYAD-HTTP-4005` for a body, a close for a
+/// head), not when a timer runs out: the end may arrive in the same
+/// readiness event as the last bytes, and no other event follows it.
+#[test]
+fn a_client_that_ends_its_side_mid_request_is_answered_at_once() {
+    let server = EchoServer::start(|_| {});
+    for (request, expected) in [
+        (
+            &b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nhello"[..],
+            "HTTP/1.1 400 ",
+        ),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\n", ""),
+    ] {
+        let mut stream = connect(server.addr);
+        // Well before the 5 s grace of the body rate and the 10 s header
+        // timeout, either of which would end the wait otherwise.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("set the read timeout");
+        stream.write_all(request).expect("write the request");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("end the client's side");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap_or_else(|error| {
+            panic!(
+                "no answer and no close within 2 s of the client's end ({error}): {:?}",
+                String::from_utf8_lossy(request)
+            )
+        });
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(expected), "{answer:?}");
+    }
+}

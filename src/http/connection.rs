@@ -120,6 +120,10 @@ pub(crate) struct Connection {
     may_read: bool,
     /// A response that closes the connection is queued: read no more.
     closing: bool,
+    /// The client closed its side (readiness said so): reads go on until
+    /// one returns the end, even after a short one, since no other
+    /// readiness edge will come.
+    peer_closed: bool,
 }
 
 impl Connection {
@@ -140,6 +144,7 @@ impl Connection {
             // Registering an edge-triggered socket reports what is there.
             may_read: false,
             closing: false,
+            peer_closed: false,
         }
     }
 
@@ -159,8 +164,9 @@ impl Connection {
     }
 
     /// Tells the connection its socket became readable.
-    pub(crate) fn note_readable(&mut self) {
+    pub(crate) fn note_readable(&mut self, peer_closed: bool) {
         self.may_read = true;
+        self.peer_closed |= peer_closed;
     }
 
     /// Whether the socket may hold bytes not read yet.
@@ -285,7 +291,7 @@ impl Connection {
                 return Ok(ReadStatus::NeedInput);
             }
             match self.read.fill_from(&self.stream, limits.max_head_bytes) {
-                Fill::Read { drained, .. } => self.may_read = !drained,
+                Fill::Read { drained, .. } => self.may_read = !drained || self.peer_closed,
                 Fill::WouldBlock => {
                     self.may_read = false;
                     return Ok(ReadStatus::NeedInput);

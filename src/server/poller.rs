@@ -13,7 +13,7 @@ use mio::Events;
 
 use super::conn::{Conn, Next};
 use super::log_limit::RateLimitedWarning;
-use super::registry::{self, Expired, Registry, State, WAKER};
+use super::registry::{self, Expired, Readiness, Registry, State, WAKER};
 use crate::http::WireError;
 use crate::http::{BodyError, Limits, ReadBuffer, RequestError};
 use crate::lifecycle::Lifecycle;
@@ -62,9 +62,13 @@ pub(crate) fn run(
                 continue;
             }
             assert!(!panic_for_test, "the poller panics, as the test asked");
-            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-            let writable = event.is_writable() || event.is_write_closed();
-            if let Some(conn) = registry.ready(event.token().0, readable, writable) {
+            let read_closed = event.is_read_closed() || event.is_error();
+            let readiness = Readiness {
+                readable: event.is_readable() || read_closed,
+                read_closed,
+                writable: event.is_writable() || event.is_write_closed(),
+            };
+            if let Some(conn) = registry.ready(event.token().0, readiness) {
                 driver.drive(conn);
             }
         }
@@ -122,7 +126,7 @@ impl Driver<'_> {
             // A request that arrived since the wait returned is served,
             // not cut off (the keep-alive race at last call).
             State::Idle if conn.http.has_input_waiting() => {
-                conn.http.note_readable();
+                conn.http.note_readable(false);
                 return self.drive(conn);
             }
             // Its last response is still leaving the kernel, and moving:

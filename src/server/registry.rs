@@ -79,6 +79,8 @@ struct Slot {
     /// Readiness that arrived while the connection was away (edge
     /// triggered: it will not be reported again).
     readable: bool,
+    /// The client closed its side, as readiness said while it was away.
+    read_closed: bool,
     writable: bool,
 }
 
@@ -96,6 +98,17 @@ struct Slots {
     awaiting_room: VecDeque<(usize, u64)>,
     /// The worker queue; dropped to stop the workers.
     queue: Option<Sender<Box<Conn>>>,
+}
+
+/// What a readiness event says of a socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readiness {
+    /// It may be read (bytes, the end, or an error).
+    pub(crate) readable: bool,
+    /// The client closed its side: a read will return the end.
+    pub(crate) read_closed: bool,
+    /// It may be written.
+    pub(crate) writable: bool,
 }
 
 /// The timeouts the registry's timers run on.
@@ -209,6 +222,7 @@ impl Registry {
             deadline: None,
             timer_at: None,
             readable: false,
+            read_closed: false,
             writable: false,
         });
         let fd = http.stream().as_raw_fd();
@@ -380,11 +394,12 @@ impl Registry {
             return None;
         };
         if slot.readable {
-            conn.http.note_readable();
+            conn.http.note_readable(slot.read_closed);
         }
         let woken =
             (state.reads() && conn.http.may_read()) || (state == State::Writing && slot.writable);
         slot.readable = false;
+        slot.read_closed = false;
         slot.writable = false;
         if woken {
             slot.state = State::Polling;
@@ -463,16 +478,22 @@ impl Registry {
 
     /// Takes the connection a readiness event is for, if what it waits
     /// for is there; otherwise remembers the readiness for it.
-    pub(crate) fn ready(&self, key: usize, readable: bool, writable: bool) -> Option<Box<Conn>> {
+    pub(crate) fn ready(&self, key: usize, readiness: Readiness) -> Option<Box<Conn>> {
+        let Readiness {
+            readable,
+            read_closed,
+            writable,
+        } = readiness;
         let mut slots = self.lock();
         let slot = slots.slab.get_mut(key)?;
         let Some(conn) = slot.conn.as_mut() else {
             slot.readable |= readable;
+            slot.read_closed |= read_closed;
             slot.writable |= writable;
             return None;
         };
         if readable {
-            conn.http.note_readable();
+            conn.http.note_readable(read_closed);
         }
         let wanted = (slot.state.reads() && readable) || (slot.state == State::Writing && writable);
         if !wanted {
