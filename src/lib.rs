@@ -169,6 +169,9 @@
 pub mod app;
 mod config;
 mod error;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod lifecycle;
 mod server;

@@ -386,6 +386,18 @@ impl Connection {
         self.closing |= close;
     }
 
+    /// Appends bytes as if they had been read from the socket.
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn push_input(&mut self, bytes: &[u8]) {
+        self.read.push(bytes);
+    }
+
+    /// The responses queued and not written yet.
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn queued_output(&self) -> &[u8] {
+        &self.buffers.write[self.written..]
+    }
+
     /// Bytes of responses queued and not written yet.
     pub(crate) fn pending_output(&self) -> usize {
         self.buffers.write.len() - self.written
@@ -488,53 +500,9 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{TcpListener, TcpStream};
-
     use proptest::prelude::*;
 
-    use super::*;
-    use crate::http::StatusCode;
-
-    /// What the engine made of a byte stream: each request's method,
-    /// target and body, in order, and the error that ended it, if any.
-    type Served = (Vec<(String, String, Vec<u8>)>, Option<RequestError>);
-
-    /// A connection over a loopback socket it never reads: the test feeds
-    /// its input, so it controls where the byte stream is cut.
-    fn connection() -> (Connection, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
-        let (server, _) = listener.accept().expect("accept");
-        (Connection::new(server), client)
-    }
-
-    /// Feeds `pieces` of a byte stream one at a time, serving every
-    /// request that completes (answered `ok`, kept alive).
-    fn serve_in_pieces(pieces: &[&[u8]]) -> Served {
-        let (mut connection, _client) = connection();
-        let limits = Limits::default();
-        let mut served = Vec::new();
-        for piece in pieces {
-            connection.read.push(piece);
-            loop {
-                match connection.read(&limits, false, &mut |_| true) {
-                    Ok(ReadStatus::Request) => {
-                        let request = connection.request();
-                        let target = match request.query() {
-                            Some(query) => format!("{}?{query}", request.path()),
-                            None => request.path().to_owned(),
-                        };
-                        served.push((request.method().to_owned(), target, request.body().to_vec()));
-                        let answer = Response::text(StatusCode::OK, "ok");
-                        connection.respond(&answer, KeepAlive::Yes);
-                    }
-                    Ok(ReadStatus::NeedInput | ReadStatus::NeedRoom | ReadStatus::Closed) => break,
-                    Err(error) => return (served, Some(error)),
-                }
-            }
-        }
-        (served, None)
-    }
+    use crate::http::drive::{cut_at, serve_in_pieces};
 
     /// One request: method, target, body, and whether the body is sent
     /// chunked (in pieces of these sizes) or with `Content-Length`.
@@ -586,7 +554,7 @@ mod tests {
             for (method, target, body, chunks) in &requests {
                 wire.extend(serialize(method, target, body, chunks.as_deref()));
             }
-            let (served, error) = serve_in_pieces(&[&wire]);
+            let (served, error, _) = serve_in_pieces(&[&wire]);
             prop_assert_eq!(error, None);
             let sent: Vec<_> = requests
                 .iter()
@@ -607,15 +575,8 @@ mod tests {
             }
             // Bytes that may not parse, after the valid requests.
             wire.extend(garbage.unwrap_or_default());
-            let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(wire.len() + 1)).collect();
-            at.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut start = 0;
-            for end in at {
-                pieces.push(&wire[start..end]);
-                start = end;
-            }
-            pieces.push(&wire[start..]);
+            let at: Vec<usize> = cuts.iter().map(|cut| cut.index(wire.len() + 1)).collect();
+            let pieces = cut_at(&wire, &at);
             prop_assert_eq!(serve_in_pieces(&pieces), serve_in_pieces(&[&wire]));
         }
     }

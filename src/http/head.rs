@@ -188,6 +188,16 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<Pars
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(httparse::Error::Version) => {
+            // The version is the request line's last word: until the
+            // line has ended, what it is cannot be told (within the
+            // limit, as for a head still arriving).
+            if !buf.contains(&b'\n') {
+                return if buf.len() >= limits.max_head_bytes {
+                    Err(HeadError::UriTooLong)
+                } else {
+                    Ok(Parsed::Partial)
+                };
+            }
             // RFC 9110 2.5: a higher minor version of HTTP/1 is served as
             // HTTP/1.1; another major version is refused with 505.
             return match version_digits(buf) {
@@ -319,12 +329,16 @@ fn target_form(method: &str, target: &str) -> Result<TargetForm, HeadError> {
     })
 }
 
-/// The digits of the version in a request line `METHOD TARGET HTTP/D.D`,
-/// and where the minor digit is, if the line ends that way.
+/// The digits of the version in a request line `METHOD TARGET HTTP/D.D`
+/// (three words, one space apart, no other control byte), and where the
+/// minor digit is, if the line is that.
 fn version_digits(buf: &[u8]) -> Option<(u8, u8, usize)> {
     let line_end = buf.iter().position(|&byte| byte == b'\n')?;
     let line = &buf[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.split(|&byte| byte == b' ').count() != 3 || line.iter().any(u8::is_ascii_control) {
+        return None;
+    }
     let version = &line[line.iter().rposition(|&byte| byte == b' ')? + 1..];
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
@@ -499,6 +513,19 @@ mod tests {
             parse_str("GET /a HTTP/0.9\r\nHost: h\r\n\r\n").map(|_| ()),
             Err(HeadError::UnsupportedVersion)
         );
+    }
+
+    #[test]
+    fn a_bad_version_waits_for_the_end_of_its_line_so_cuts_do_not_change_the_answer() {
+        // Found by the connection fuzz target: cut before the line's end,
+        // this was 400; whole, 505 (the last word looked like HTTP/0.1).
+        let line = "GET /target HTTP\x01 /target HTTP/0.1\r\nHost: t\r\n\r\n";
+        let cut = line.find('\n').expect("a line end");
+        assert_eq!(
+            parse_str(&line[..cut]).map(|(parsed, _)| parsed),
+            Ok(Parsed::Partial)
+        );
+        assert_eq!(parse_str(line).map(|_| ()), Err(HeadError::Malformed));
     }
 
     #[test]

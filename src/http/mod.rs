@@ -42,6 +42,8 @@ mod body;
 mod buffer;
 mod connection;
 mod date;
+#[cfg(any(test, feature = "internals"))]
+pub(crate) mod drive;
 mod head;
 mod limits;
 mod request;
@@ -58,3 +60,41 @@ pub use request::{ParsedRequest, Request, RequestError};
 pub use response::Response;
 pub use status::StatusCode;
 pub use wire_error::WireError;
+
+/// [`crate::fuzzing::parse_head`].
+#[cfg(feature = "internals")]
+pub(crate) fn parse_head_for_fuzzing(bytes: &[u8]) -> Result<Option<usize>, HeadError> {
+    match head::parse(bytes, &Limits::default(), &mut head::Head::default())? {
+        head::Parsed::Complete(length) => Ok(Some(length)),
+        head::Parsed::Partial => Ok(None),
+    }
+}
+
+/// [`crate::fuzzing::decode_chunked`].
+#[cfg(feature = "internals")]
+pub(crate) fn decode_chunked_for_fuzzing(
+    wire: &[u8],
+    cuts: &[usize],
+) -> Result<Option<(Vec<u8>, usize)>, BodyError> {
+    let limits = Limits::default();
+    let mut decoder = body::BodyDecoder::new(head::Framing::Chunked, limits.max_body_bytes);
+    let mut input = ReadBuffer::default();
+    let mut decoded = Vec::new();
+    let mut fed = 0;
+    let mut ends: Vec<usize> = cuts.iter().map(|cut| cut % (wire.len() + 1)).collect();
+    ends.sort_unstable();
+    ends.push(wire.len());
+    for end in ends {
+        if end < fed {
+            continue;
+        }
+        input.push(&wire[fed..end]);
+        fed = end;
+        if decoder.advance(&mut input, &mut decoded, limits.max_body_bytes)?
+            == body::Decoded::Complete
+        {
+            return Ok(Some((decoded, input.data().len() + wire.len() - fed)));
+        }
+    }
+    Ok(None)
+}
