@@ -20,15 +20,27 @@ pub(crate) type Served = (
     Vec<u8>,
 );
 
+thread_local! {
+    /// One loopback connection per thread, both ends, opened once: each
+    /// driven connection gets a duplicate of the server end, which it never
+    /// reads or writes, so runs (thousands a second when fuzzing) open no
+    /// connection of their own.
+    static SOCKETS: (TcpStream, TcpStream) = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let client =
+            TcpStream::connect(listener.local_addr().expect("an address")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (client, server)
+    };
+}
+
 /// Feeds `pieces` of a byte stream to a connection one at a time, as if
 /// each arrived from the socket, serving every request that completes
 /// (answered `ok` and kept alive) until the stream ends or a request is
 /// refused. The connection's socket is a loopback one that is never read
 /// or written: the test owns the cuts.
 pub(crate) fn serve_in_pieces(pieces: &[&[u8]]) -> Served {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let client = TcpStream::connect(listener.local_addr().expect("an address")).expect("connect");
-    let (server, _) = listener.accept().expect("accept");
+    let server = SOCKETS.with(|(_client, server)| server.try_clone().expect("duplicate a socket"));
     let mut connection = Connection::new(server);
     let limits = Limits::default();
     let mut served = Vec::new();
@@ -55,7 +67,6 @@ pub(crate) fn serve_in_pieces(pieces: &[&[u8]]) -> Served {
             }
         }
     }
-    drop(client);
     (served, error, without_dates(connection.queued_output()))
 }
 
