@@ -3,6 +3,7 @@
 //! wins), with the defaults those types give. Not part of the library.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -115,6 +116,15 @@ pub(crate) struct Args {
     /// do not fit inside it.
     #[arg(long, env = "GRACE_PERIOD_SECONDS")]
     grace_period_seconds: Option<u64>,
+    /// The program SIGHUP starts as the successor (hot restart), with the
+    /// same arguments and environment; unset: this program, by the path it
+    /// had at start.
+    #[arg(long, env = "RESTART_EXEC")]
+    restart_exec: Option<PathBuf>,
+    /// Time the successor of a hot restart has to accept; past it, it is
+    /// killed and this process goes on serving.
+    #[arg(long, env = "RESTART_TIMEOUT", default_value_t = Written(server().restart_timeout))]
+    restart_timeout: Written<Duration>,
     /// PostgreSQL URL for the events store; unset: the built-in in-memory
     /// store (data does not outlive the process).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -146,6 +156,13 @@ pub(crate) struct Args {
     /// the `poller` thread panic at its first connection.
     #[arg(long, env = "TEST_PANIC_THREAD", hide = true, value_parser = ["acceptor", "poller"])]
     test_panic_thread: Option<String>,
+    /// For tests only, with `--enable-test-routes`: the poller stops
+    /// responding this long after the start.
+    #[arg(long, env = "TEST_STALL_POLLER_AFTER", hide = true)]
+    test_stall_poller_after: Option<Written<Duration>>,
+    /// For tests only, with `--enable-test-routes`: never start accepting.
+    #[arg(long, env = "TEST_NEVER_READY", hide = true)]
+    test_never_ready: bool,
     /// Serve `/test/sleep?ms=N` and `/test/panic` (for tests only).
     #[arg(
         long,
@@ -185,6 +202,10 @@ impl Args {
         server.drain_delay = self.drain_delay.0;
         server.last_call = self.last_call.0;
         server.grace_period = self.grace_period_seconds.map(Duration::from_secs);
+        server.restart_exec = self.restart_exec;
+        server.restart_timeout = self.restart_timeout.0;
+        server.test_stall_poller_after = self.test_stall_poller_after.map(|after| after.0);
+        server.test_never_ready = self.test_never_ready;
         server.test_panic_thread = match self.test_panic_thread.as_deref() {
             Some("acceptor") => Some(SupervisedThread::Acceptor),
             Some(_) => Some(SupervisedThread::Poller),
@@ -202,12 +223,25 @@ impl Args {
         service.test_routes = self.enable_test_routes;
         server.validate().map_err(|error| explain(&error))?;
         service.validate().map_err(|error| explain(&error))?;
-        if server.test_panic_thread.is_some() && !service.test_routes {
-            return Err(
-                "invalid configuration: TEST_PANIC_THREAD (--test-panic-thread) needs \
-                 ENABLE_TEST_ROUTES (--enable-test-routes)"
-                    .into(),
-            );
+        for (asked, named) in [
+            (
+                server.test_panic_thread.is_some(),
+                "TEST_PANIC_THREAD (--test-panic-thread)",
+            ),
+            (
+                server.test_stall_poller_after.is_some(),
+                "TEST_STALL_POLLER_AFTER (--test-stall-poller-after)",
+            ),
+            (
+                server.test_never_ready,
+                "TEST_NEVER_READY (--test-never-ready)",
+            ),
+        ] {
+            if asked && !service.test_routes {
+                return Err(format!(
+                    "invalid configuration: {named} needs ENABLE_TEST_ROUTES (--enable-test-routes)"
+                ));
+            }
         }
         Ok((server, service))
     }

@@ -7,6 +7,7 @@
 //! (flags and environment variables) fills both.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::{Limits, MAX_HEADERS_CEILING};
@@ -112,10 +113,27 @@ pub struct ServerConfig {
     /// When set, validation refuses timeouts that do not fit inside it.
     /// Default `None`: not checked.
     pub grace_period: Option<Duration>,
+    /// The program a hot restart (SIGHUP) starts as the successor, with
+    /// this process's arguments and environment. Default `None`: the
+    /// program this process was started from, by the path it had at start
+    /// (so a new binary installed at that path is what starts).
+    pub restart_exec: Option<PathBuf>,
+    /// Time a hot restart's successor has to say it is accepting; past it,
+    /// it is killed and this process goes on serving. Default 30 s; more
+    /// than zero.
+    pub restart_timeout: Duration,
     /// For the thread-supervision tests only: the thread made to panic at
     /// its first connection.
     #[doc(hidden)]
     pub test_panic_thread: Option<SupervisedThread>,
+    /// For the watchdog tests only: the poller stops responding this long
+    /// after the server started.
+    #[doc(hidden)]
+    pub test_stall_poller_after: Option<Duration>,
+    /// For the restart tests only: the server never starts accepting (a
+    /// successor that never becomes ready).
+    #[doc(hidden)]
+    pub test_never_ready: bool,
 }
 
 /// A thread the server cannot run without.
@@ -154,7 +172,11 @@ impl Default for ServerConfig {
             drain_delay: Duration::ZERO,
             last_call: Duration::from_millis(300),
             grace_period: None,
+            restart_exec: None,
+            restart_timeout: Duration::from_secs(30),
             test_panic_thread: None,
+            test_stall_poller_after: None,
+            test_never_ready: false,
         }
     }
 }
@@ -257,6 +279,7 @@ impl ServerConfig {
             ("cleanup_timeout", self.cleanup_timeout, false),
             ("drain_delay", self.drain_delay, true),
             ("last_call", self.last_call, true),
+            ("restart_timeout", self.restart_timeout, false),
         ] {
             check_duration(setting, value, zero_allowed)?;
         }

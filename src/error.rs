@@ -20,6 +20,9 @@ pub enum Error {
     },
     /// A thread or the poller could not be created.
     Spawn(io::Error),
+    /// A descriptor passed by socket activation (`LISTEN_FDS`) cannot be
+    /// served: not open, or not a listening TCP socket.
+    Inherit(io::Error),
     /// The signal handlers could not be installed.
     Signals(io::Error),
 }
@@ -30,6 +33,9 @@ impl std::fmt::Display for Error {
             Self::Config(error) => error.fmt(f),
             Self::Bind { addr, .. } => write!(f, "could not listen on {addr}"),
             Self::Spawn(_) => f.write_str("could not start the server's threads"),
+            Self::Inherit(_) => {
+                f.write_str("could not take the sockets given by socket activation")
+            }
             Self::Signals(_) => f.write_str("could not install the signal handlers"),
         }
     }
@@ -39,7 +45,10 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Config(_) => None,
-            Self::Bind { source, .. } | Self::Spawn(source) | Self::Signals(source) => Some(source),
+            Self::Bind { source, .. }
+            | Self::Spawn(source)
+            | Self::Inherit(source)
+            | Self::Signals(source) => Some(source),
         }
     }
 }

@@ -23,6 +23,43 @@
 //!    [`EXIT_CLEANUP_FAILED`] or [`EXIT_THREAD_DIED`] otherwise. A second signal exits at once with
 //!    128 + the signal number.
 //!
+//! # Restart on one host without a refused connection
+//!
+//! A stop and a start refuse every connection in between, so a deploy on
+//! one host hands the listening socket over instead; it never opens a
+//! second one (two `SO_REUSEPORT` sockets have two accept queues, and
+//! closing one resets what was queued on it).
+//!
+//! - **Socket activation**: [`Server::bind`] takes the listening sockets
+//!   passed by `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` (a systemd
+//!   `.socket` unit, `systemd-socket-activate`, or a hot restart) and binds
+//!   `listen` only when given none; it removes a socket filter a previous
+//!   owner left on one, and logs which it did.
+//! - **Hot restart** (SIGHUP, what `systemctl reload` sends, or
+//!   [`ShutdownHandle::restart`]): the server starts its successor, the
+//!   same program (or `restart_exec`) with the same arguments and
+//!   environment, so a new binary at the same path is what runs, with the
+//!   sockets at descriptors 3.. (`LISTEN_PID` set to the successor's PID
+//!   in the forked child, before `exec`), and waits at most
+//!   `restart_timeout` for it to say, on a pipe, that it accepts. Then
+//!   this process stops accepting and drains as on SIGTERM (trigger
+//!   `restart`), except that it touches nothing on the shared sockets: a
+//!   socket filter belongs to the socket, not the descriptor. A successor
+//!   that cannot start, exits or hangs is logged, killed, and listed in
+//!   the report's `restarts`, and this process goes on serving; a second
+//!   SIGHUP while one is under way is logged and ignored; SIGTERM and
+//!   SIGINT keep their meaning (one during a restart stops the successor
+//!   too).
+//! - **systemd notify** (when `NOTIFY_SOCKET` is set): `READY=1` once
+//!   accepting; on SIGHUP `RELOADING=1` with `MONOTONIC_USEC`, then
+//!   `MAINPID=<successor>` and `READY=1` when it took over (or `READY=1`
+//!   with a `STATUS=` saying why not); `STOPPING=1` and
+//!   `EXTEND_TIMEOUT_USEC` (the shutdown and cleanup timeouts) on a real
+//!   stop only; `WATCHDOG=1` every half `WATCHDOG_USEC`, only while the
+//!   acceptor and the poller answer their heartbeats, so a stuck server
+//!   stops pinging and systemd restarts it. The units in `systemd/` use
+//!   it.
+//!
 //! # How it serves
 //!
 //! A fixed number of threads, whatever the number of connections, and one
@@ -41,7 +78,9 @@
 //! | poller | 1 | every client socket's readiness (edge-triggered, one registration per socket) and the registry's timers | reads each request whole, head and body, into memory; answers `Expect: 100-continue`; finishes the writes a worker could not; parks idle keep-alive connections; ends clients that are too slow |
 //! | workers | `workers` | the bounded worker queue, then the handler | run the handler on a complete request, serve the pipelined requests already complete behind it (a bounded number per turn), write without blocking, hand the rest back |
 //! | coordinator | the caller of [`Server::run`] | the shutdown trigger, then the drain's counts | runs the shutdown sequence against one deadline |
-//! | signals | 1, if a [`SignalListener`] is installed | SIGTERM and SIGINT (a self-pipe) | triggers the shutdown; a second signal exits at once |
+//! | signals | 1, if a [`SignalListener`] is installed | SIGTERM, SIGINT and SIGHUP (a self-pipe) | triggers the shutdown; a second signal exits at once; SIGHUP asks for a hot restart |
+//! | restart | 1 | a request, then the successor's ready pipe, bounded by `restart_timeout` | starts the successor with the listening sockets, hands over or gives up |
+//! | watchdog | 1, if systemd asked for one (`WATCHDOG_USEC`) | half the watchdog interval | asks the acceptor and the poller for a heartbeat; pings systemd only when both answered |
 //! | cleanup hooks | 1 per hook, while it runs | the hook | bounded by `cleanup_timeout`; a hook that hangs is abandoned, not joined |
 //!
 //! Data flows one way: acceptor → registry → poller → queue → worker →
@@ -114,8 +153,10 @@
 //! | module | its one job |
 //! |---|---|
 //! | `http/` | the HTTP/1.1 engine on `httparse`: heads, body framing, responses, keep-alive, the [`WireError`] table; it never waits and knows nothing of threads |
-//! | `server/` | sockets and threads: listener, acceptor, poller, registry (the connection states), memory budget, workers, counters |
-//! | `lifecycle/` | phases and deadline, the in-flight tracker, cleanup hooks, signals, the shutdown sequence and its report |
+//! | `server/` | sockets and threads: listener, acceptor, poller, registry (the connection states), memory budget, workers, counters, the watchdog and the heartbeats it checks |
+//! | `lifecycle/` | phases and deadline, the in-flight tracker, cleanup hooks, signals, restart requests, systemd notify, the shutdown sequence and its report |
+//! | `restart/` | the hot restart: starting the successor with the sockets (`exec`, one of the two modules allowed `unsafe`), waiting for it, handing over |
+//! | `inherit.rs` | taking ownership of inherited descriptors, once: socket activation's listeners and the ready pipe (the other module allowed `unsafe`) |
 //! | `config.rs` | [`ServerConfig`] and its validation |
 //! | `app/` | the reference service: routes, events API, PostgreSQL store, Redis cache, metrics |
 //! | `main.rs`, `cli.rs` | the binary: command line (flags and environment), logging, exit code |
@@ -173,7 +214,9 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod inherit;
 mod lifecycle;
+mod restart;
 mod server;
 mod sync;
 
@@ -191,7 +234,7 @@ pub use http::{
 pub use lifecycle::InFlight;
 pub use lifecycle::{
     AbandonedRequest, EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_FORCED_BASE,
-    EXIT_THREAD_DIED, HookOutcome, HookReport, Outcome, Phase, PhaseDurations, ShutdownHandle,
-    ShutdownReport, SignalListener, Trigger,
+    EXIT_THREAD_DIED, HookOutcome, HookReport, Outcome, Phase, PhaseDurations, RestartOutcome,
+    RestartRecord, ShutdownHandle, ShutdownReport, SignalListener, Trigger,
 };
 pub use server::{Handler, Server, Stats, StatsSnapshot};

@@ -4,15 +4,22 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::report::{AbandonedRequest, Outcome, PhaseDurations, ShutdownReport};
-use super::state::{Lifecycle, Phase};
+use super::restarts::RestartOutcome;
+use super::state::{Lifecycle, Phase, Trigger};
+
+/// What the service manager is told the stop may take beyond the
+/// shutdown and cleanup timeouts: the threads' stop and the exit.
+const STOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// What the coordinator asks of the server at each step. The server
 /// implements it; tests use a fake.
 pub(crate) trait Drain {
     /// Stops admitting connections, accepts and registers those already in
     /// the kernel's backlog and those whose handshakes complete, until none
-    /// is left or `until` passes, then closes the listener.
-    fn stop_accepting(&mut self, until: Instant);
+    /// is left or `until` passes, then closes the listener. With
+    /// `hand_over` (a hot restart's successor serves the same sockets), it
+    /// only stops accepting and leaves the sockets alone.
+    fn stop_accepting(&mut self, until: Instant, hand_over: bool);
     /// Gives idle keep-alive connections until `until` to send one last
     /// request; quiet ones are closed then.
     fn last_call(&mut self, until: Instant);
@@ -64,17 +71,32 @@ pub(crate) fn run(
     let deadline = started + timeouts.shutdown;
     lifecycle.set_deadline(deadline);
     lifecycle.set_phase(Phase::Draining);
+    // After a hot restart the successor serves the same sockets: there is
+    // no load balancer to wait for, and the service manager hears from the
+    // successor now.
+    let hand_over = trigger == Trigger::Restart;
+    let drain_delay = if hand_over {
+        Duration::ZERO
+    } else {
+        timeouts.drain_delay
+    };
+    if !hand_over {
+        lifecycle.notify.stopping();
+        lifecycle
+            .notify
+            .extend_timeout(timeouts.shutdown + timeouts.cleanup + STOP_MARGIN);
+    }
     log::info!(
         "shutdown: {} received; draining: /readyz now 503, responses close their connections; \
          deadline in {} ms; drain delay {} ms",
         trigger.name(),
         timeouts.shutdown.as_millis(),
-        timeouts.drain_delay.as_millis()
+        drain_delay.as_millis()
     );
     let mut phases = PhaseDurations::default();
 
-    if !timeouts.drain_delay.is_zero() {
-        std::thread::sleep(timeouts.drain_delay);
+    if !drain_delay.is_zero() {
+        std::thread::sleep(drain_delay);
     }
     phases.drain_delay_ms = millis(started.elapsed());
 
@@ -88,7 +110,7 @@ pub(crate) fn run(
     // not by the last call: an accept that fails for lack of descriptors
     // (EMFILE) is retried as the last call closes idle connections, and a
     // connection the kernel completed is served, never reset.
-    server.stop_accepting(deadline);
+    server.stop_accepting(deadline, hand_over);
     log::info!(
         "shutdown: listener closed; {} connections open, {} requests in flight; idle connections get a \
          last call of {} ms",
@@ -154,8 +176,15 @@ pub(crate) fn run(
     let failed_thread = lifecycle.failed_thread.get().copied();
     let outcome = Outcome::of(failed_thread, drained, &hooks);
     let counts = &lifecycle.counts;
+    let restarts = lifecycle.restarts.records();
     ShutdownReport {
+        pid: std::process::id(),
         trigger,
+        successor_pid: restarts
+            .iter()
+            .find(|restart| restart.outcome == RestartOutcome::TookOver)
+            .and_then(|restart| restart.successor_pid),
+        restarts,
         outcome,
         exit_code: outcome.exit_code(),
         phases,
@@ -175,7 +204,6 @@ pub(crate) fn run(
 mod tests {
     use super::*;
     use crate::lifecycle::report::{EXIT_CLEAN, EXIT_DRAIN_TIMED_OUT};
-    use crate::lifecycle::state::Trigger;
     use std::sync::Arc;
 
     /// A server with nothing but the connections the test opens.
@@ -187,7 +215,7 @@ mod tests {
     }
 
     impl Drain for FakeServer {
-        fn stop_accepting(&mut self, _until: Instant) {
+        fn stop_accepting(&mut self, _until: Instant, _hand_over: bool) {
             self.steps.push("stop_accepting");
         }
         fn last_call(&mut self, _until: Instant) {

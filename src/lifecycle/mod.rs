@@ -5,7 +5,9 @@ mod cleanup;
 pub(crate) mod coordinator;
 mod counters;
 pub(crate) mod inflight;
+mod notify;
 mod report;
+mod restarts;
 mod signals;
 mod state;
 
@@ -17,6 +19,7 @@ pub use report::{
     AbandonedRequest, EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_FORCED_BASE,
     EXIT_THREAD_DIED, Outcome, PhaseDurations, ShutdownReport,
 };
+pub use restarts::{RestartOutcome, RestartRecord};
 pub use signals::SignalListener;
 pub(crate) use state::Lifecycle;
 pub use state::{Phase, ShutdownHandle, Trigger};

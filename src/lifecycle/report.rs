@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::cleanup::{HookOutcome, HookReport};
+use super::restarts::RestartRecord;
 use super::state::Trigger;
 
 /// Exit code: every request finished and every hook succeeded.
@@ -100,9 +101,15 @@ pub struct PhaseDurations {
 /// What the shutdown did, as logged in its last line.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShutdownReport {
-    /// What started the shutdown: `SIGTERM`, `SIGINT`, `handle` or
-    /// `thread_died`.
+    /// This process.
+    pub pid: u32,
+    /// What started the shutdown: `SIGTERM`, `SIGINT`, `handle`,
+    /// `thread_died` or `restart`.
     pub trigger: Trigger,
+    /// The hot restart's successor that took over, when one did.
+    pub successor_pid: Option<u32>,
+    /// Every hot restart tried, in order, the failed ones too.
+    pub restarts: Vec<RestartRecord>,
     /// `clean`, `drain_timed_out`, `cleanup_failed` or `thread_died`.
     pub outcome: Outcome,
     /// The process exit code the outcome maps to ([`Outcome::exit_code`]).

@@ -1,5 +1,6 @@
 //! Turns SIGTERM and SIGINT (Ctrl-C on Windows) into a graceful shutdown,
-//! and a second one into an immediate exit with 128 + signal number.
+//! and a second one into an immediate exit with 128 + signal number; and
+//! SIGHUP (what `systemctl reload` sends) into a hot restart.
 
 use std::io;
 
@@ -22,7 +23,7 @@ fn trigger_of(signal: i32) -> Option<Trigger> {
         .map(|(_, trigger)| *trigger)
 }
 
-/// Listens for shutdown signals until dropped.
+/// Listens for shutdown and restart signals until dropped.
 #[derive(Debug)]
 pub struct SignalListener {
     #[cfg(unix)]
@@ -35,6 +36,7 @@ pub struct SignalListener {
 impl SignalListener {
     /// Installs the handlers: the first SIGTERM or SIGINT triggers a
     /// graceful shutdown through `shutdown`; a second one exits at once.
+    /// SIGHUP starts a hot restart ([`ShutdownHandle::restart`]).
     pub fn install(shutdown: ShutdownHandle) -> io::Result<Self> {
         use std::sync::Arc;
         use std::sync::atomic::AtomicBool;
@@ -53,16 +55,22 @@ impl SignalListener {
             signal_hook::flag::register(signal, Arc::clone(&signalled))?;
         }
         // The iterator wakes its thread through a self-pipe: no polling.
-        let mut signals = signal_hook::iterator::Signals::new(signals)?;
+        let restart = signal_hook::consts::SIGHUP;
+        let mut signals =
+            signal_hook::iterator::Signals::new(signals.into_iter().chain([restart]))?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                // Only the shutdown signals were registered, so the first
-                // one that arrives has a trigger.
-                if let Some(trigger) = signals.forever().find_map(trigger_of) {
-                    log::info!("shutdown: received {}", trigger.name());
-                    shutdown.trigger(trigger);
+                for signal in signals.forever() {
+                    match trigger_of(signal) {
+                        Some(trigger) if !shutdown.is_shutting_down() => {
+                            log::info!("shutdown: received {}", trigger.name());
+                            shutdown.trigger(trigger);
+                        }
+                        Some(_) => {}
+                        None => shutdown.restart_because("SIGHUP"),
+                    }
                 }
             })?;
         Ok(Self {

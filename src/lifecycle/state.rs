@@ -10,6 +10,8 @@ use serde::Serialize;
 use super::cleanup::Cleanup;
 use super::counters::Counters;
 use super::inflight::InFlight;
+use super::notify::Notifier;
+use super::restarts::Restarts;
 use crate::sync;
 
 /// Where the process is in its life, in order.
@@ -70,17 +72,23 @@ pub enum Trigger {
     /// `failed_thread` names it.
     #[serde(rename = "thread_died")]
     ThreadDied,
+    /// A hot restart's successor took over (after SIGHUP or
+    /// [`ShutdownHandle::restart`]); the report's `successor_pid` names it.
+    /// The drain leaves the listening socket, now the successor's, alone.
+    #[serde(rename = "restart")]
+    Restart,
 }
 
 impl Trigger {
-    /// `SIGTERM`, `SIGINT`, `handle` or `thread_died`: its name in the
-    /// report and in logs.
+    /// `SIGTERM`, `SIGINT`, `handle`, `thread_died` or `restart`: its
+    /// name in the report and in logs.
     pub fn name(self) -> &'static str {
         match self {
             Self::Sigterm => "SIGTERM",
             Self::Sigint => "SIGINT",
             Self::Handle => "handle",
             Self::ThreadDied => "thread_died",
+            Self::Restart => "restart",
         }
     }
 }
@@ -111,6 +119,10 @@ pub(crate) struct Lifecycle {
     /// it unwinds; read by the coordinator for the report.
     pub(crate) failed_thread: OnceLock<&'static str>,
     pub(crate) cleanup: Cleanup,
+    /// Hot restart requests and their records.
+    pub(crate) restarts: Restarts,
+    /// Tells the service manager (systemd) what happens.
+    pub(crate) notify: Notifier,
 }
 
 impl Lifecycle {
@@ -125,6 +137,8 @@ impl Lifecycle {
             counts: Counters::default(),
             failed_thread: OnceLock::new(),
             cleanup: Cleanup::default(),
+            restarts: Restarts::default(),
+            notify: Notifier::from_env(),
         })
     }
 
@@ -157,11 +171,27 @@ impl Lifecycle {
     /// Records the first trigger and wakes the coordinator; later ones are
     /// ignored (the signal handler deals with a second signal itself).
     pub(crate) fn trigger(&self, trigger: Trigger) {
+        self.trigger_first(trigger, || {});
+    }
+
+    /// Like [`trigger`](Self::trigger), but runs `first` before it, and
+    /// only if it is the first trigger (no other can come in between);
+    /// returns whether it was.
+    pub(crate) fn trigger_first(&self, trigger: Trigger, first: impl FnOnce()) -> bool {
         let mut slot = sync::lock(&self.trigger);
-        if slot.is_none() {
-            *slot = Some(trigger);
-            self.triggered.notify_all();
+        if slot.is_some() {
+            return false;
         }
+        first();
+        *slot = Some(trigger);
+        self.triggered.notify_all();
+        true
+    }
+
+    /// Whether a shutdown was triggered (the coordinator may not have
+    /// started it yet).
+    pub(crate) fn is_triggered(&self) -> bool {
+        sync::lock(&self.trigger).is_some()
     }
 
     /// Records that a supervised thread died and starts the shutdown.
@@ -226,6 +256,22 @@ impl ShutdownHandle {
         self.lifecycle.cleanup.register(name, hook);
     }
 
+    /// Starts a hot restart, as SIGHUP does: the server starts its
+    /// successor (the same program with the same arguments, or
+    /// `restart_exec`) with the listening sockets, waits at most
+    /// `restart_timeout` until it accepts, then stops accepting and drains
+    /// as on SIGTERM. Ignored (and logged) while one is under way, during
+    /// a shutdown, or before [`Server::run`](crate::Server::run).
+    pub fn restart(&self) {
+        self.restart_because("a restart request");
+    }
+
+    pub(crate) fn restart_because(&self, why: &str) {
+        self.lifecycle
+            .restarts
+            .request(why, self.lifecycle.is_triggered());
+    }
+
     pub(crate) fn trigger(&self, trigger: Trigger) {
         self.lifecycle.trigger(trigger);
     }
@@ -242,6 +288,7 @@ mod tests {
             Trigger::Sigint,
             Trigger::Handle,
             Trigger::ThreadDied,
+            Trigger::Restart,
         ] {
             assert_eq!(serde_json::to_value(trigger).expect("json"), trigger.name());
         }

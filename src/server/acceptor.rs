@@ -1,7 +1,9 @@
-//! The acceptor thread: owns the listener, enforces `max_connections`
+//! The acceptor thread: owns the listeners, enforces `max_connections`
 //! (reclaiming the longest-idle keep-alive connection first), hands
 //! accepted sockets to the registry, survives accept errors, and at
-//! shutdown accepts the backlog before it closes the listener.
+//! shutdown accepts the backlog before it closes the listeners; or, when
+//! a hot restart's successor took over, just stops accepting: the
+//! sockets, and what the kernel queues on them, are the successor's.
 
 use std::io;
 use std::net::TcpListener;
@@ -15,6 +17,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::Next;
+use super::heartbeat::Heartbeat;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
 use super::registry::Registry;
@@ -22,23 +25,33 @@ use super::supervised::Supervised;
 use crate::http::Connection;
 use crate::http::WireError;
 use crate::lifecycle::Lifecycle;
+use crate::restart::Listeners;
 
-/// Token of the listener on the acceptor's own poll.
-const LISTENER: Token = Token(0);
-/// Token of the waker that tells the acceptor to stop.
-const STOP: Token = Token(1);
+/// Token of the waker that tells the acceptor to stop (or to answer its
+/// heartbeat); listener `i` has token `i`.
+const WAKE: Token = Token(usize::MAX);
 /// Pause after an accept error such as EMFILE (out of file descriptors):
 /// the backlog is not drained then, so no new readiness edge would come;
 /// the acceptor retries after this. Short, so service resumes soon after
 /// descriptors free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How the acceptor stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// This process is the last to serve the sockets: stop admitting,
+    /// accept what the kernel queued until `until`, then close.
+    Close { until: Instant },
+    /// A successor serves the same sockets: stop accepting, touch nothing.
+    HandOver,
+}
+
 /// The running acceptor thread.
 #[derive(Debug)]
 pub(crate) struct Acceptor {
     thread: JoinHandle<()>,
-    waker: Arc<Waker>,
-    stop: Arc<OnceLock<Instant>>,
+    pub(crate) waker: Arc<Waker>,
+    stop: Arc<OnceLock<Stop>>,
 }
 
 struct Admission {
@@ -59,21 +72,32 @@ enum Accepted {
     Backoff(usize),
 }
 
+impl Accepted {
+    fn count(&self) -> usize {
+        match self {
+            Self::Drained(count) | Self::Backoff(count) => *count,
+        }
+    }
+}
+
 impl Acceptor {
     pub(crate) fn spawn(
-        listener: TcpListener,
+        listeners: Arc<Listeners>,
         registry: Arc<Registry>,
         lifecycle: Arc<Lifecycle>,
         max_connections: usize,
+        heartbeat: Arc<Heartbeat>,
         panic_for_test: bool,
     ) -> io::Result<Self> {
         let mut poll = Poll::new()?;
-        poll.registry().register(
-            &mut SourceFd(&listener.as_raw_fd()),
-            LISTENER,
-            Interest::READABLE,
-        )?;
-        let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
+        for (index, socket) in listeners.sockets.iter().enumerate() {
+            poll.registry().register(
+                &mut SourceFd(&socket.as_raw_fd()),
+                Token(index),
+                Interest::READABLE,
+            )?;
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let stop = Arc::new(OnceLock::new());
         let mut admission = Admission {
             registry,
@@ -90,7 +114,14 @@ impl Acceptor {
                 .spawn(move || {
                     let lifecycle = Arc::clone(&admission.lifecycle);
                     let _supervised = Supervised::new("acceptor", &lifecycle);
-                    run(&listener, &mut poll, &stop, &mut admission);
+                    run(
+                        &listeners.sockets,
+                        &mut poll,
+                        &stop,
+                        &mut admission,
+                        &heartbeat,
+                    );
+                    heartbeat.retire();
                 })?
         };
         Ok(Self {
@@ -100,12 +131,11 @@ impl Acceptor {
         })
     }
 
-    /// Stops admitting new connections, accepts and registers those the
-    /// kernel already queued and those whose handshakes complete before
-    /// `until`, closes the listener and joins the thread. Afterwards a new
-    /// connect is refused.
-    pub(crate) fn stop_accepting(self, until: Instant) {
-        let _ = self.stop.set(until);
+    /// Stops accepting as `how` says and joins the thread; with
+    /// [`Stop::Close`], a new connect is refused afterwards (once the
+    /// last holder of the sockets closes them).
+    pub(crate) fn stop_accepting(self, how: Stop) {
+        let _ = self.stop.set(how);
         let _ = self.waker.wake();
         if self.thread.join().is_err() {
             log::error!("the acceptor thread panicked");
@@ -114,10 +144,11 @@ impl Acceptor {
 }
 
 fn run(
-    listener: &TcpListener,
+    listeners: &[TcpListener],
     poll: &mut Poll,
-    stop: &OnceLock<Instant>,
+    stop: &OnceLock<Stop>,
     admission: &mut Admission,
+    heartbeat: &Heartbeat,
 ) {
     let mut events = Events::with_capacity(8);
     let mut backoff = None;
@@ -127,20 +158,40 @@ fn run(
                 log::error!("acceptor: waiting for connections failed: {error}");
             }
         }
-        if let Some(until) = stop.get() {
-            let admitted = admit_the_rest(listener, poll, *until, admission);
-            let _ = poll
-                .registry()
-                .deregister(&mut SourceFd(&listener.as_raw_fd()));
-            log::info!(
-                "acceptor: admitted {admitted} connections from the backlog; listener closed"
-            );
-            return;
+        heartbeat.answer();
+        match stop.get() {
+            Some(Stop::Close { until }) => {
+                let admitted = admit_the_rest(listeners, poll, *until, admission);
+                deregister(listeners, poll);
+                log::info!(
+                    "acceptor: admitted {admitted} connections from the backlog; listener closed"
+                );
+                return;
+            }
+            Some(Stop::HandOver) => {
+                deregister(listeners, poll);
+                log::info!(
+                    "acceptor: stopped accepting; the successor accepts on the same sockets"
+                );
+                return;
+            }
+            None => {}
         }
-        backoff = match accept_all(listener, admission) {
-            Accepted::Drained(_) => None,
-            Accepted::Backoff(_) => Some(ACCEPT_BACKOFF),
-        };
+        let mut wait = None;
+        for socket in listeners {
+            if let Accepted::Backoff(_) = accept_all(socket, admission) {
+                wait = Some(ACCEPT_BACKOFF);
+            }
+        }
+        backoff = wait;
+    }
+}
+
+fn deregister(listeners: &[TcpListener], poll: &Poll) {
+    for socket in listeners {
+        let _ = poll
+            .registry()
+            .deregister(&mut SourceFd(&socket.as_raw_fd()));
     }
 }
 
@@ -148,24 +199,29 @@ fn run(
 /// still under way as they complete (they wake the listener), until none
 /// is left or `until` passes. Returns how many were accepted.
 fn admit_the_rest(
-    listener: &TcpListener,
+    listeners: &[TcpListener],
     poll: &mut Poll,
     until: Instant,
     admission: &mut Admission,
 ) -> usize {
-    listener::stop_admitting(listener);
+    for socket in listeners {
+        listener::stop_admitting(socket);
+    }
     let mut events = Events::with_capacity(8);
     let mut admitted = 0;
     loop {
         // Counted before the accepts: no new handshake starts once the
         // filter is on, so when none was half-open here, every one that
         // completed is in the queue these accepts empty.
-        let half_open = listener::half_open_handshakes(listener);
-        let (accepted, wait) = match accept_all(listener, admission) {
-            Accepted::Drained(accepted) => (accepted, None),
-            Accepted::Backoff(accepted) => (accepted, Some(ACCEPT_BACKOFF)),
-        };
-        admitted += accepted;
+        let half_open: usize = listeners.iter().map(listener::half_open_handshakes).sum();
+        let mut wait = None;
+        for socket in listeners {
+            let accepted = accept_all(socket, admission);
+            admitted += accepted.count();
+            if let Accepted::Backoff(_) = accepted {
+                wait = Some(ACCEPT_BACKOFF);
+            }
+        }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() || (half_open == 0 && wait.is_none()) {
             return admitted;

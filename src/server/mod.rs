@@ -12,28 +12,34 @@ mod acceptor;
 mod budget;
 mod conn;
 mod handler;
+mod heartbeat;
 mod listener;
 mod log_limit;
 mod poller;
 mod registry;
 mod stats;
 mod supervised;
+mod watchdog;
 mod worker;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use crate::config::{ServerConfig, SupervisedThread};
 use crate::error::Error;
+use crate::inherit;
 use crate::lifecycle::coordinator::{self, Drain, Timeouts};
 use crate::lifecycle::{AbandonedRequest, Lifecycle, ShutdownHandle, ShutdownReport};
-use acceptor::Acceptor;
+use crate::restart::{self, Listeners, Restarter};
+use acceptor::{Acceptor, Stop};
 use conn::{Conn, Next};
+use heartbeat::Heartbeat;
 use registry::Registry;
+use watchdog::{Watchdog, Watched};
 use worker::{RunningSlot, WorkerContext};
 
 pub use handler::Handler;
@@ -44,8 +50,9 @@ use supervised::Supervised;
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    /// Shared with the restart thread, which hands them to a successor.
+    listeners: Arc<Listeners>,
+    local_addrs: Vec<SocketAddr>,
     lifecycle: Arc<Lifecycle>,
     /// Made here rather than in `run`, with the worker queue, so that
     /// `stats` reads the queue and the memory budget from the start.
@@ -58,22 +65,61 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates `config`, binds its listen address and creates the
-    /// connection registry with its worker queue and memory budget.
-    /// Connections are queued by the kernel from here on and served once
-    /// [`run`] starts.
+    /// Validates `config`, takes the listening sockets this process was
+    /// given by socket activation (`LISTEN_PID`, `LISTEN_FDS`,
+    /// `LISTEN_FDNAMES`: systemd, or a hot restart's predecessor), or binds
+    /// `listen` when it was given none, and creates the connection
+    /// registry with its worker queue and memory budget. Connections are
+    /// queued by the kernel from here on and served once [`run`] starts.
     ///
     /// [`run`]: Self::run
     pub fn bind(config: ServerConfig) -> Result<Self, Error> {
         config.validate()?;
-        let listener = listener::bind(config.listen).map_err(|source| Error::Bind {
+        let bind_error = |source| Error::Bind {
             addr: config.listen,
             source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        };
+        let listeners = match inherit::take_listeners().map_err(Error::Inherit)? {
+            Some(inherited) => {
+                let mut sockets = Vec::with_capacity(inherited.len());
+                let mut names = Vec::with_capacity(inherited.len());
+                for socket in inherited {
+                    log::info!(
+                        "took listening socket {} ({}) from socket activation: {}",
+                        socket.fd,
+                        socket.name,
+                        socket
+                            .listener
+                            .local_addr()
+                            .map_or_else(|error| error.to_string(), |addr| addr.to_string())
+                    );
+                    sockets.push(socket.listener);
+                    names.push(socket.name);
+                }
+                log::info!(
+                    "not binding --listen {}: given sockets to serve",
+                    config.listen
+                );
+                Listeners { sockets, names }
+            }
+            None => {
+                let socket = listener::bind(config.listen).map_err(bind_error)?;
+                log::info!(
+                    "bound {} (no sockets given by socket activation)",
+                    config.listen
+                );
+                Listeners {
+                    sockets: vec![socket],
+                    names: vec!["listen".into()],
+                }
+            }
+        };
+        let local_addrs = listeners
+            .sockets
+            .iter()
+            .map(std::net::TcpListener::local_addr)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bind_error)?;
         let lifecycle = Lifecycle::new();
         let (queue_tx, queue) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
         let (registry, poll) = Registry::new(
@@ -91,8 +137,8 @@ impl Server {
         );
         Ok(Self {
             config,
-            listener,
-            local_addr,
+            listeners: Arc::new(listeners),
+            local_addrs,
             lifecycle,
             registry,
             poll,
@@ -101,9 +147,15 @@ impl Server {
         })
     }
 
-    /// The address actually bound (useful with port 0).
+    /// The address actually listened on (useful with port 0); the first
+    /// one, when socket activation gave several.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every address listened on, in order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// A handle that starts the graceful shutdown, reports the phase and
@@ -131,8 +183,8 @@ impl Server {
     pub fn run(self, handler: impl Handler) -> Result<ShutdownReport, Error> {
         let Self {
             config,
-            listener,
-            local_addr,
+            listeners,
+            local_addrs,
             lifecycle,
             registry,
             poll,
@@ -173,17 +225,24 @@ impl Server {
             let registry = Arc::clone(&registry);
             let lifecycle = Arc::clone(&lifecycle);
             let limits = config.limits();
-            let panic_for_test = config.test_panic_thread == Some(SupervisedThread::Poller);
+            let test = poller::TestHooks {
+                panic: config.test_panic_thread == Some(SupervisedThread::Poller),
+                stall_at: config
+                    .test_stall_poller_after
+                    .map(|after| Instant::now() + after),
+            };
             std::thread::Builder::new()
                 .name("poller".into())
                 .spawn(move || {
                     let _supervised = Supervised::new("poller", &lifecycle);
-                    poller::run(poll, &registry, &limits, &lifecycle, panic_for_test);
+                    poller::run(poll, &registry, &limits, &lifecycle, test);
                 })
                 .map_err(Error::Spawn)?
         };
         let mut threads = Threads {
             acceptor: None,
+            restarter: None,
+            watchdog: None,
             poller: Some(poller),
             workers,
             exits: exit_rx,
@@ -192,21 +251,60 @@ impl Server {
             running,
             lifecycle: Arc::clone(&lifecycle),
         };
-        match Acceptor::spawn(
-            listener,
-            registry,
+        if config.test_never_ready {
+            log::warn!("never accepting, as the test asked");
+            std::thread::sleep(TEST_NEVER_READY);
+        }
+        let acceptor_heartbeat = Arc::new(Heartbeat::default());
+        let started = Acceptor::spawn(
+            Arc::clone(&listeners),
+            Arc::clone(&registry),
             Arc::clone(&lifecycle),
             config.max_connections,
+            Arc::clone(&acceptor_heartbeat),
             config.test_panic_thread == Some(SupervisedThread::Acceptor),
-        ) {
-            Ok(acceptor) => threads.acceptor = Some(acceptor),
-            Err(error) => {
-                // Nothing was accepted: stop the idle threads before failing.
-                threads.stop(&[], Instant::now() + config.shutdown_timeout);
-                return Err(Error::Spawn(error));
-            }
+        )
+        .and_then(|acceptor| {
+            let watchdog = match lifecycle.notify.watchdog_interval() {
+                Some(interval) => Some(Watchdog::spawn(
+                    interval,
+                    Watched {
+                        registry: Arc::clone(&registry),
+                        acceptor: acceptor_heartbeat,
+                        acceptor_waker: Arc::clone(&acceptor.waker),
+                        lifecycle: Arc::clone(&lifecycle),
+                    },
+                )?),
+                None => None,
+            };
+            threads.acceptor = Some(acceptor);
+            threads.watchdog = watchdog;
+            let plan = restart::Plan::new(config.restart_exec.as_deref(), config.restart_timeout);
+            threads.restarter = Some(Restarter::spawn(
+                plan,
+                Arc::clone(&listeners),
+                Arc::clone(&lifecycle),
+            )?);
+            Ok(())
+        });
+        drop(listeners);
+        if let Err(error) = started {
+            // Nothing was accepted: stop the idle threads before failing.
+            // Touching nothing on the sockets: a predecessor may still
+            // serve them.
+            threads.stop_accepting(Instant::now(), true);
+            threads.stop(&[], Instant::now() + config.shutdown_timeout);
+            return Err(Error::Spawn(error));
         }
-        log::info!("listening on {local_addr} with {} workers", config.workers);
+        let addresses: Vec<String> = local_addrs.iter().map(ToString::to_string).collect();
+        log::info!(
+            "listening on {} with {} workers",
+            addresses.join(", "),
+            config.workers
+        );
+        if !restart::announce_ready() {
+            lifecycle.notify.ready();
+        }
         drop(context);
         let timeouts = Timeouts {
             drain_delay: config.drain_delay,
@@ -217,6 +315,10 @@ impl Server {
         Ok(coordinator::run(&lifecycle, timeouts, &mut threads))
     }
 }
+
+/// How long a server asked by a test never to accept waits: longer than
+/// any test.
+const TEST_NEVER_READY: Duration = Duration::from_secs(600);
 
 /// The timeouts and minimum rates of the server's waits on clients.
 fn client_timeouts(config: &ServerConfig) -> registry::Timeouts {
@@ -248,6 +350,8 @@ impl Drop for WorkerExit {
 /// The running threads, as the shutdown sequence drives them.
 struct Threads {
     acceptor: Option<Acceptor>,
+    restarter: Option<Restarter>,
+    watchdog: Option<Watchdog>,
     poller: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     exits: Receiver<usize>,
@@ -259,9 +363,18 @@ struct Threads {
 }
 
 impl Drain for Threads {
-    fn stop_accepting(&mut self, until: Instant) {
+    fn stop_accepting(&mut self, until: Instant, hand_over: bool) {
+        // First, so that the acceptor holds the last copy of the sockets
+        // and closing it closes them.
+        if let Some(restarter) = self.restarter.take() {
+            restarter.stop();
+        }
         if let Some(acceptor) = self.acceptor.take() {
-            acceptor.stop_accepting(until);
+            acceptor.stop_accepting(if hand_over {
+                Stop::HandOver
+            } else {
+                Stop::Close { until }
+            });
         }
     }
 
@@ -288,6 +401,10 @@ impl Drain for Threads {
     }
 
     fn stop(&mut self, abandoned: &[usize], deadline: Instant) {
+        // The poller is about to stop answering its heartbeat.
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.stop();
+        }
         // The workers finish what is queued and exit; the poller outlives
         // them, so output they hand back is written.
         self.registry.close_queue();

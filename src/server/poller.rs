@@ -28,6 +28,18 @@ const SPARE_READ_BUFFERS: usize = 64;
 /// A read buffer that grew past this (a large head) is not kept.
 const MAX_KEPT_READ_BUFFER: usize = 64 * 1024;
 
+/// What the tests ask of the poller.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TestHooks {
+    /// Panic at the first connection.
+    pub(crate) panic: bool,
+    /// Stop responding from then on (sleep for a long time).
+    pub(crate) stall_at: Option<Instant>,
+}
+
+/// How long a stall asked for by a test lasts: longer than any test.
+const TEST_STALL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs until the registry is asked to stop; then closes every parked
 /// connection and returns.
 pub(crate) fn run(
@@ -35,7 +47,7 @@ pub(crate) fn run(
     registry: &Registry,
     limits: &Limits,
     lifecycle: &Lifecycle,
-    panic_for_test: bool,
+    test: TestHooks,
 ) {
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
     let mut slow_writers = RateLimitedWarning::default();
@@ -54,6 +66,11 @@ pub(crate) fn run(
                 log::error!("poller: wait failed: {error}");
             }
         }
+        if test.stall_at.is_some_and(|at| Instant::now() >= at) {
+            log::warn!("poller: stalling, as the test asked");
+            std::thread::sleep(TEST_STALL);
+        }
+        registry.heartbeat.answer();
         if registry.stop_requested() {
             break;
         }
@@ -61,7 +78,7 @@ pub(crate) fn run(
             if event.token() == WAKER {
                 continue;
             }
-            assert!(!panic_for_test, "the poller panics, as the test asked");
+            assert!(!test.panic, "the poller panics, as the test asked");
             let read_closed = event.is_read_closed() || event.is_error();
             let readiness = Readiness {
                 readable: event.is_readable() || read_closed,

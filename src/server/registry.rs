@@ -23,6 +23,7 @@ use slab::Slab;
 
 use super::budget::{Budget, Reservation};
 use super::conn::{Conn, Next, Rates, later};
+use super::heartbeat::Heartbeat;
 use super::log_limit::RateLimitedWarning;
 use crate::http::WireError;
 use crate::http::{Buffers, Connection, Response};
@@ -154,6 +155,8 @@ pub(crate) struct Registry {
     /// Spare buffers: taken by the poller before it reads, given back by
     /// whoever parks a connection idle or closes it.
     pool: (Sender<Buffers>, Receiver<Buffers>),
+    /// The poller's: answered each time its wait returns.
+    pub(crate) heartbeat: Heartbeat,
 }
 
 /// A parked connection whose time ran out, and what it was waiting for.
@@ -192,6 +195,7 @@ impl Registry {
             lifecycle,
             overloaded: Mutex::new(RateLimitedWarning::default()),
             pool: crossbeam_channel::bounded(POOLED_BUFFERS),
+            heartbeat: Heartbeat::default(),
         };
         Ok((registry, poll))
     }
@@ -704,6 +708,14 @@ impl Registry {
     /// queued (one that would be is answered 503).
     pub(crate) fn close_queue(&self) {
         self.lock().queue = None;
+    }
+
+    /// For the watchdog: whether the poller answered the last heartbeat;
+    /// asks the next one and wakes the poller to answer it.
+    pub(crate) fn poller_answered_then_ask(&self) -> bool {
+        let answered = self.heartbeat.answered_then_ask();
+        self.wake_poller();
+        answered
     }
 
     /// Asks the poller thread to stop.

@@ -9,6 +9,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod manifests;
+pub mod notify;
 pub mod postgres;
 pub mod redis;
 pub mod server_process;

@@ -1,0 +1,105 @@
+//! Requests for a hot restart (SIGHUP, or [`ShutdownHandle::restart`]),
+//! passed to the restart thread, and the record of each attempt, for the
+//! shutdown report.
+//!
+//! [`ShutdownHandle::restart`]: super::ShutdownHandle::restart
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+
+use crate::sync;
+
+/// How a hot restart ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RestartOutcome {
+    /// The successor said it was accepting; this process stopped accepting
+    /// and drained.
+    TookOver,
+    /// The successor could not be started (no such program, say).
+    SpawnFailed,
+    /// The successor exited (or closed its ready pipe) before it was ready.
+    Exited,
+    /// The successor was not ready within `restart_timeout`; it was killed.
+    TimedOut,
+    /// A stop began while the successor was starting; it was stopped.
+    Abandoned,
+}
+
+/// One hot restart, as the shutdown report lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartRecord {
+    /// How it ended.
+    pub outcome: RestartOutcome,
+    /// The successor's PID, if it was started.
+    pub successor_pid: Option<u32>,
+    /// From the request until it ended, in milliseconds.
+    pub ms: u64,
+    /// What went wrong, when something did.
+    pub detail: Option<String>,
+}
+
+/// The restart requests and records; part of the lifecycle state.
+#[derive(Debug, Default)]
+pub(crate) struct Restarts {
+    /// Wakes the restart thread; set when it starts.
+    waker: OnceLock<Arc<mio::Waker>>,
+    /// Set by a request, taken by the restart thread.
+    requested: AtomicBool,
+    /// Set by the restart thread while a successor is starting.
+    under_way: AtomicBool,
+    records: Mutex<Vec<RestartRecord>>,
+}
+
+impl Restarts {
+    /// Asks for a hot restart; `why` names the asker in the log. Ignored,
+    /// and logged, when one is under way already or `shutting_down`.
+    pub(crate) fn request(&self, why: &str, shutting_down: bool) {
+        let Some(waker) = self.waker.get() else {
+            log::warn!("restart: {why} before the server runs; ignored");
+            return;
+        };
+        if shutting_down {
+            log::warn!("restart: {why} while shutting down; ignored");
+            return;
+        }
+        if self.under_way.load(Ordering::SeqCst) || self.requested.swap(true, Ordering::SeqCst) {
+            log::warn!("restart: {why} while a restart is under way; ignored");
+            return;
+        }
+        log::info!("restart: {why} received; starting the successor");
+        if let Err(error) = waker.wake() {
+            log::error!("restart: could not wake the restart thread: {error}");
+        }
+    }
+
+    /// For the restart thread: where to wake it.
+    pub(crate) fn attach(&self, waker: Arc<mio::Waker>) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// For the restart thread: takes a pending request, marking a restart
+    /// under way.
+    pub(crate) fn take_request(&self) -> bool {
+        let requested = self.requested.swap(false, Ordering::SeqCst);
+        if requested {
+            self.under_way.store(true, Ordering::SeqCst);
+        }
+        requested
+    }
+
+    /// For the restart thread: the restart under way ended as `record`
+    /// says.
+    pub(crate) fn finish(&self, record: RestartRecord) {
+        sync::lock(&self.records).push(record);
+        self.under_way.store(false, Ordering::SeqCst);
+    }
+
+    /// Every restart so far, in order.
+    pub(crate) fn records(&self) -> Vec<RestartRecord> {
+        sync::lock(&self.records).clone()
+    }
+}
