@@ -1,13 +1,15 @@
 //! Helpers for integration tests: the service as a real child process on
 //! 127.0.0.1, a small blocking HTTP/1.1 client, and /proc readings. The
 //! submodules hold throwaway PostgreSQL and Redis servers (`postgres`,
-//! `redis`, on the plumbing of `server_process`) and the reading of
-//! `kubernetes/` (`manifests`).
+//! `redis`, on the plumbing of `server_process`), the reading of
+//! `kubernetes/` (`manifests`) and a mixed client load for restart tests
+//! (`load`).
 //!
 //! Every wait here has a timeout whose panic message says what was awaited.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod load;
 pub mod manifests;
 pub mod notify;
 pub mod postgres;
