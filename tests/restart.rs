@@ -124,3 +124,210 @@ fn a_plain_stop_and_start_refuses_connections() {
         "a plain stop and start should only refuse connects: {counts:#}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The load's classification, against servers that misbehave on purpose.
+
+/// What a [`FakeServer`] does with each connection.
+#[derive(Debug, Clone, Copy)]
+enum Behaviour {
+    /// Answers the first request (keep-alive, no `Connection: close`),
+    /// its last byte and the FIN in one segment, so the connection is
+    /// closed before the client can reuse it.
+    AnswerThenCloseWhileIdle,
+    /// Answers the first request (keep-alive), reads the second one and
+    /// closes without answering.
+    AnswerThenDropTheNextRequest,
+    /// Reads each request and closes without answering.
+    DropTheRequest,
+    /// Reads each request and resets the connection (`SO_LINGER` 0).
+    ResetAfterTheRequest,
+    /// Answers each request `503` with `Connection: close`.
+    Answer503,
+    /// Answers each request with bytes that are no HTTP response.
+    AnswerGarbage,
+}
+
+const KEEP_ALIVE_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// A one-thread TCP server on 127.0.0.1:0 that serves connections one
+/// after the other as its [`Behaviour`] says; stopped and joined when
+/// dropped.
+struct FakeServer {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeServer {
+    fn start(behaviour: Behaviour) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a fake server");
+        let addr = listener.local_addr().expect("the fake server's address");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    // A client that went away is no matter here.
+                    let _ = serve(stream, behaviour);
+                }
+            }
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the blocking accept, which then sees the flag.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, support::CONNECT_TIMEOUT);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request head (the load's GETs have no body); false at EOF.
+fn read_request(stream: &mut std::net::TcpStream) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(false);
+        }
+        head.push(byte[0]);
+    }
+    Ok(true)
+}
+
+/// One connection of a [`FakeServer`].
+fn serve(mut stream: std::net::TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
+    use std::io::Write;
+    stream.set_read_timeout(Some(support::RESPONSE_TIMEOUT))?;
+    if !read_request(&mut stream)? {
+        return Ok(());
+    }
+    match behaviour {
+        Behaviour::AnswerThenCloseWhileIdle => {
+            // Corked, the response waits for the FIN and leaves with it.
+            let socket = socket2::SockRef::from(&stream);
+            socket.set_tcp_cork(true)?;
+            stream.write_all(KEEP_ALIVE_OK)?;
+            stream.shutdown(std::net::Shutdown::Write)?;
+            // Until the client, finding the connection ended, closes it.
+            while read_request(&mut stream)? {}
+        }
+        Behaviour::AnswerThenDropTheNextRequest => {
+            stream.write_all(KEEP_ALIVE_OK)?;
+            read_request(&mut stream)?;
+        }
+        Behaviour::DropTheRequest => {}
+        Behaviour::ResetAfterTheRequest => {
+            socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
+        }
+        Behaviour::Answer503 => stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?,
+        Behaviour::AnswerGarbage => stream.write_all(b"garbage\r\n\r\n")?,
+    }
+    Ok(())
+}
+
+/// Runs one keep-alive client against `addr` until it has `requests`
+/// outcomes; returns the counts.
+fn one_client_against(addr: SocketAddr, requests: u64, what: &str) -> support::load::Counts {
+    let load = Load::start(
+        addr,
+        LoadMix {
+            keep_alive: 1,
+            ..LoadMix::default()
+        },
+    );
+    load.wait_until(
+        ANSWER_TIMEOUT,
+        &format!("{requests} outcomes {what}"),
+        |counts| counts.total() >= requests,
+    );
+    load.stop()
+}
+
+#[test]
+fn the_load_tells_apart_refused_stale_lost_reset_bad_status_and_malformed() {
+    use support::load::Counts;
+    const REQUESTS: u64 = 6;
+    /// The counters that must be non-zero, by name, and all others zero.
+    fn nonzero(counts: &Counts) -> Vec<&'static str> {
+        [
+            ("ok", counts.ok),
+            ("bad_status", counts.bad_status),
+            ("refused", counts.refused),
+            ("reset", counts.reset),
+            ("lost", counts.lost),
+            ("timeout", counts.timeout),
+            ("connect_timeout", counts.connect_timeout),
+            ("malformed", counts.malformed),
+            ("other_error", counts.other_error),
+            ("stale", counts.stale),
+        ]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    // Nothing listens on a port just closed: refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a port to close");
+    let counts = one_client_against(closed, REQUESTS, "from a closed port");
+    assert_eq!(nonzero(&counts), ["refused"], "{counts:#}");
+
+    let cases = [
+        (Behaviour::AnswerThenCloseWhileIdle, &["ok", "stale"][..]),
+        (Behaviour::AnswerThenDropTheNextRequest, &["ok", "lost"]),
+        (Behaviour::DropTheRequest, &["lost"]),
+        (Behaviour::ResetAfterTheRequest, &["reset"]),
+        (Behaviour::Answer503, &["bad_status"]),
+        (Behaviour::AnswerGarbage, &["malformed"]),
+    ];
+    for (behaviour, expected) in cases {
+        let server = FakeServer::start(behaviour);
+        let counts = one_client_against(server.addr, REQUESTS, &format!("from {behaviour:?}"));
+        drop(server);
+        eprintln!("{behaviour:?}: {counts}");
+        assert_eq!(nonzero(&counts), expected, "{behaviour:?}: {counts:#}");
+        match behaviour {
+            // Every request but the first on a connection found it ended.
+            Behaviour::AnswerThenCloseWhileIdle => {
+                assert!(
+                    counts.stale <= counts.ok && counts.ok <= counts.stale + 1,
+                    "{counts:#}"
+                );
+            }
+            Behaviour::AnswerThenDropTheNextRequest => assert!(
+                counts
+                    .samples
+                    .iter()
+                    .all(|sample| sample.contains("reused")),
+                "only second requests on a connection are lost: {counts:#}"
+            ),
+            Behaviour::Answer503 => {
+                assert_eq!(
+                    counts.statuses.keys().collect::<Vec<_>>(),
+                    [&503],
+                    "{counts:#}"
+                );
+            }
+            _ => {}
+        }
+    }
+}

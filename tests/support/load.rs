@@ -150,14 +150,13 @@ impl fmt::Display for ClientKind {
 /// What became of one request: exactly one outcome per request.
 ///
 /// A request is sent on the client's open connection if it has one that
-/// is still usable, else on a new one. The outcomes, checked in this
-/// order:
+/// is still usable, else on a new one. Its outcome:
 ///
 /// | outcome | the client saw | could the server have received it? |
 /// |---|---|---|
 /// | `Refused` | connect failed with ECONNREFUSED | no: nothing listened |
 /// | `ConnectTimeout` | connect not done within [`CONNECT_TIMEOUT`] | no |
-/// | `Reset` | ECONNRESET, EPIPE or ECONNABORTED while writing the request or reading its response | yes |
+/// | `Reset` | ECONNRESET, EPIPE or ECONNABORTED while writing the request or reading its response | yes (a failed write: maybe) |
 /// | `Lost` | the request written in full, then EOF before a complete response (no byte of it, or part of it) | yes |
 /// | `Timeout` | no complete response within [`RESPONSE_TIMEOUT`] from the start of the write (a write or read timeout) | yes |
 /// | `Malformed` | bytes that are not an HTTP/1.x response with a `Content-Length` (or a body-less status) | yes |
@@ -185,7 +184,14 @@ impl fmt::Display for ClientKind {
 /// `Connection: close`), and only a connection quiet for the whole window
 /// is closed. These clients send their next request as soon as they have
 /// read a response, so a connection of theirs is never quiet that long:
-/// with such a server, a `Lost` here is the server's fault.
+/// with such a server, a `Lost` here is the server's fault. (Had the
+/// server's socket been gone when the request arrived, its kernel answers
+/// with a reset: the client reads EOF if the FIN came first, else the
+/// reset, `Reset`.)
+///
+/// The look sees what has arrived: on loopback a FIN or reset arrives
+/// within microseconds of the server's close, so a connection the server
+/// closed before the client's look is always found stale, never lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A complete 2xx response.
@@ -299,9 +305,9 @@ pub struct Counts {
     /// Idle keep-alive connections found ended by the server before they
     /// were reused (no request was written on them).
     pub stale: u64,
-    /// The newest [`Mark`] of a connection (see [`Mark`]) that then
-    /// carried a 2xx response ([`Mark::LOAD_START`] if none).
-    pub newest_ok_mark: Mark,
+    /// The newest [`Mark`] of a connection that carried a 2xx response
+    /// (`None`: no 2xx yet).
+    pub newest_ok_mark: Option<Mark>,
     /// The same counts per kind of client, for the kinds in the mix (their
     /// own `by_client` and `samples` are empty).
     pub by_client: BTreeMap<ClientKind, Counts>,
@@ -412,7 +418,9 @@ impl fmt::Display for Counts {
             for (kind, counts) in &self.by_client {
                 write!(f, "\n  {:<12}", kind.name())?;
                 counts.write_row(f)?;
-                write!(f, " | newest_ok_mark {}", counts.newest_ok_mark.0)?;
+                if let Some(Mark(mark)) = counts.newest_ok_mark {
+                    write!(f, " | newest_ok_mark {mark}")?;
+                }
             }
             for sample in &self.samples {
                 write!(f, "\n  - {sample}")?;
@@ -439,9 +447,9 @@ struct Shared {
     /// as each connect returns (`SeqCst`, so that a connection carrying a
     /// mark was made after the call that made the mark).
     mark: AtomicU64,
-    /// Per kind of client, the newest mark of a connection that carried a
-    /// 2xx response (`fetch_max`; `Relaxed` like the counters, and
-    /// published by the same `progress` token).
+    /// Per kind of client, 1 + the newest mark of a connection that
+    /// carried a 2xx response, 0 before the first (`fetch_max`; `Relaxed`
+    /// like the counters, and published by the same `progress` token).
     newest_ok_mark: [AtomicU64; ClientKind::ALL.len()],
     /// A token after every count (dropped when one is already waiting),
     /// so that [`Load::wait_until`] waits instead of spinning.
@@ -464,7 +472,7 @@ impl Shared {
         mark: u64,
     ) {
         if outcome == Outcome::Ok {
-            self.newest_ok_mark[kind.index()].fetch_max(mark, Ordering::Relaxed);
+            self.newest_ok_mark[kind.index()].fetch_max(mark + 1, Ordering::Relaxed);
         }
         if let Outcome::BadStatus(status) = outcome {
             *self
@@ -522,7 +530,10 @@ impl Shared {
                 malformed: read(counter::MALFORMED),
                 other_error: read(counter::OTHER_ERROR),
                 stale: read(counter::STALE),
-                newest_ok_mark: Mark(self.newest_ok_mark[kind.index()].load(Ordering::Relaxed)),
+                newest_ok_mark: match self.newest_ok_mark[kind.index()].load(Ordering::Relaxed) {
+                    0 => None,
+                    mark => Some(Mark(mark - 1)),
+                },
                 by_client: BTreeMap::new(),
                 samples: Vec::new(),
             };
@@ -565,7 +576,7 @@ impl Load {
             statuses: Mutex::new(BTreeMap::new()),
             samples: Mutex::new(Vec::new()),
             mark: AtomicU64::new(Mark::LOAD_START.0),
-            newest_ok_mark: std::array::from_fn(|_| AtomicU64::new(Mark::LOAD_START.0)),
+            newest_ok_mark: std::array::from_fn(|_| AtomicU64::new(0)),
             progress: progress_tx,
         });
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -661,7 +672,7 @@ impl Load {
                 counts
                     .by_client
                     .values()
-                    .all(|of_kind| of_kind.newest_ok_mark >= since)
+                    .all(|of_kind| of_kind.newest_ok_mark >= Some(since))
             },
         )
     }
