@@ -4,7 +4,9 @@
 //!
 //! The first test shows what a plain stop and start costs, refused
 //! connections, and so that the harness can see them: a restart test that
-//! finds none means something only if this one finds some.
+//! finds none means something only if this one finds some. The next ones
+//! check the harness itself: a service left alone answers every request
+//! of the load, and each way a server can fail a request is told apart.
 //!
 //! One service process runs at a time (see [`one_at_a_time`]): the machine
 //! has two cores shared with other builds.
@@ -123,6 +125,22 @@ fn a_plain_stop_and_start_refuses_connections() {
         counts.refused,
         "a plain stop and start should only refuse connects: {counts:#}"
     );
+}
+
+#[test]
+fn a_service_left_alone_answers_every_request_of_the_load() {
+    let _one = one_at_a_time();
+    let mut service = start_on(0);
+    let load = Load::start(service.addr, MIX);
+    let answered = load.wait_for_ok_from_every_kind(Mark::LOAD_START, ANSWER_TIMEOUT, "at all");
+    // Every slow client through one more request at least.
+    load.wait_until(ANSWER_TIMEOUT, "more slow requests answered", |counts| {
+        counts.client(ClientKind::Slow).ok >= answered.client(ClientKind::Slow).ok + MIX.slow as u64
+    });
+    let counts = load.stop();
+    eprintln!("load on a service left alone: {counts:#}");
+    stop(&mut service, "the service");
+    counts.assert_all_answered();
 }
 
 // ---------------------------------------------------------------------------
@@ -284,11 +302,22 @@ fn the_load_tells_apart_refused_stale_lost_reset_bad_status_and_malformed() {
         .collect()
     }
 
-    // Nothing listens on a port just closed: refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a port to close");
-    let counts = one_client_against(closed, REQUESTS, "from a closed port");
+    // A port bound but not listening refuses connects, and is nobody
+    // else's while it is bound (a port merely closed again may be handed
+    // to the next bind to port 0, such as a service of another test).
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .and_then(|socket| {
+            socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+            Ok(socket)
+        })
+        .expect("a bound socket");
+    let not_listening = bound
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .expect("the bound socket's address");
+    let counts = one_client_against(not_listening, REQUESTS, "from a port nobody listens on");
+    drop(bound);
     assert_eq!(nonzero(&counts), ["refused"], "{counts:#}");
 
     let cases = [
