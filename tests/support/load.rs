@@ -677,6 +677,37 @@ impl Load {
         )
     }
 
+    /// Waits until every kind of client in the mix has more 2xx responses
+    /// than in `since` by more than it has clients; returns the counts.
+    /// Panics after `timeout`, saying what was awaited (`when`).
+    ///
+    /// With `since` taken after an old service exited, this proves the
+    /// service that listens now answered every kind of client, whether or
+    /// not a client's connection was made after the old service exited
+    /// (in a hot restart the successor accepts connections while the old
+    /// one still runs, and keep-alive clients stay on them): a client
+    /// reads at most one response from the old service after `since`,
+    /// since the next request it sends after reading it reaches a socket
+    /// the old process no longer has.
+    pub fn wait_for_more_ok_from_every_kind(
+        &self,
+        since: &Counts,
+        timeout: Duration,
+        when: &str,
+    ) -> Counts {
+        let mix = self.mix;
+        self.wait_until(
+            timeout,
+            &format!("more 2xx responses than clients for every kind of client {when}"),
+            |counts| {
+                counts.by_client.iter().all(|(kind, now)| {
+                    let clients = u64::try_from(kind.clients_in(&mix)).unwrap_or(u64::MAX);
+                    now.ok.saturating_sub(since.client(*kind).ok) > clients
+                })
+            },
+        )
+    }
+
     /// Stops the load: tells every client to stop, waits for them and
     /// returns the final counts.
     ///
