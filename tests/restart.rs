@@ -14,12 +14,14 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use support::load::{ClientKind, Load, LoadMix, Mark};
-use support::{Service, binary};
+use support::notify::{NotifySocket, field};
+use support::{START_TIMEOUT, Service, binary};
 
 /// Longest wait for a service to exit after SIGTERM: the drain of a few
 /// short requests and the last call for idle connections (300 ms).
@@ -359,4 +361,415 @@ fn the_load_tells_apart_refused_stale_lost_reset_bad_status_and_malformed() {
             _ => {}
         }
     }
+}
+
+/// Restarts in the test under load.
+const SIGHUPS: usize = 20;
+/// Every fifth SIGHUP is sent twice, back to back: the second must be
+/// ignored (or merged with the first by the kernel), never a generation.
+const DOUBLED_EVERY: usize = 5;
+/// The restart tests' drain bound, so a stuck drain shows as a failure.
+const SHUTDOWN_TIMEOUT: &str = "10s";
+/// Longest wait for a restart: the successor starts in milliseconds.
+const RESTART_WAIT: Duration = Duration::from_secs(20);
+
+/// Starts the service with `NOTIFY_SOCKET` pointing at `notify` and waits
+/// for its `READY=1`.
+fn start_notifying(notify: &NotifySocket, extra: &[&str]) -> Service {
+    let mut command = Command::new(binary());
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-timeout",
+            SHUTDOWN_TIMEOUT,
+        ])
+        .args(ARGS)
+        .args(extra);
+    let service = Service::spawn(command, &[("NOTIFY_SOCKET", notify.path())]);
+    let (before, ready) = notify.wait_for("READY=1", START_TIMEOUT);
+    assert!(
+        before.is_empty() && ready == "READY=1\n",
+        "{before:?} {ready:?}"
+    );
+    service
+}
+
+/// The inodes of the sockets listening on `port` (IPv4 and IPv6), from
+/// the kernel's tables.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local address, state 0A (LISTEN), inode.
+                    (fields.len() > 9 && fields[1].ends_with(&port) && fields[3] == "0A")
+                        .then(|| fields[9].parse().ok())
+                        .flatten()
+                })
+                .collect::<Vec<u64>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` holds the socket with `inode`.
+fn holds_socket(pid: u32, inode: u64) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|entry| {
+                std::fs::read_link(entry.path())
+                    .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` has exited (gone, or a zombie its new parent has not
+/// reaped yet).
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// Every shutdown report in the log (one per process; a successor logs to
+/// the same stderr), waiting until there are `count`.
+fn reports(service: &Service, count: usize) -> Vec<serde_json::Value> {
+    let parse = || -> Vec<serde_json::Value> {
+        service
+            .log_text()
+            .lines()
+            .filter_map(|line| {
+                let json = &line[line.find("{\"shutdown_report\"")?..];
+                serde_json::from_str::<serde_json::Value>(json).ok()
+            })
+            .map(|report| report["shutdown_report"].clone())
+            .collect()
+    };
+    support::wait_until(EXIT_TIMEOUT, &format!("{count} shutdown reports"), || {
+        parse().len() >= count
+    });
+    parse()
+}
+
+/// The PIDs of a service's generations, oldest first; those still
+/// running when a test fails are killed (by PID) as it unwinds.
+#[derive(Debug)]
+struct Generations(Vec<u32>);
+
+impl std::ops::Deref for Generations {
+    type Target = Vec<u32>;
+    fn deref(&self) -> &Vec<u32> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Generations {
+    fn deref_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.0
+    }
+}
+
+impl Drop for Generations {
+    fn drop(&mut self) {
+        for pid in self.0.iter().filter(|pid| !has_exited(**pid)) {
+            let _ = support::server_process::send_signal("KILL", &[*pid]);
+        }
+    }
+}
+
+fn signal(name: &str, pid: u32) {
+    support::server_process::send_signal(name, &[pid])
+        .unwrap_or_else(|error| panic!("kill -{name} {pid}: {error}"));
+}
+
+/// The successor a restart handed over to: `RELOADING=1` with
+/// `MONOTONIC_USEC`, then `MAINPID=` + `READY=1`, and nothing else.
+fn handed_over_to(notify: &NotifySocket) -> u32 {
+    let (before, handed_over) = notify.wait_for("MAINPID=", RESTART_WAIT);
+    assert!(
+        before.len() == 1
+            && before[0].starts_with("RELOADING=1\nMONOTONIC_USEC=")
+            && field(&before[0], "MONOTONIC_USEC").is_some_and(|usec| usec.parse::<u64>().is_ok()),
+        "RELOADING=1 with MONOTONIC_USEC, then the hand-over; got {before:?}"
+    );
+    assert!(
+        handed_over.lines().any(|line| line == "READY=1"),
+        "MAINPID comes with READY=1: {handed_over:?}"
+    );
+    field(&handed_over, "MAINPID")
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("a PID in {handed_over:?}"))
+}
+
+#[test]
+fn twenty_sighups_under_load_answer_every_request() {
+    let _one = one_at_a_time();
+    let notify = NotifySocket::bind();
+    let mut first = start_notifying(&notify, &[]);
+    let addr = first.addr;
+    let inodes = listening_inodes(addr.port());
+    assert_eq!(
+        inodes.len(),
+        1,
+        "one listening socket on the port: {inodes:?}"
+    );
+    let inode = inodes[0];
+    let load = Load::start(addr, MIX);
+    load.wait_for_ok_from_every_kind(Mark::LOAD_START, ANSWER_TIMEOUT, "before the first SIGHUP");
+    let mut generations = Generations(vec![first.pid()]);
+    let mut doubled = 0;
+    for restart in 1..=SIGHUPS {
+        let main = generations[generations.len() - 1];
+        signal("HUP", main);
+        if restart % DOUBLED_EVERY == 0 {
+            signal("HUP", main);
+            doubled += 1;
+        }
+        let successor = handed_over_to(&notify);
+        assert!(
+            !generations.contains(&successor),
+            "restart {restart}: a new process, not {successor} again ({generations:?})"
+        );
+        generations.push(successor);
+        assert_eq!(
+            listening_inodes(addr.port()),
+            [inode],
+            "restart {restart}: the same listening socket, never a second one"
+        );
+        assert!(
+            holds_socket(successor, inode),
+            "restart {restart}: the successor holds the socket"
+        );
+        // The next SIGHUP goes as soon as READY=1 arrived, while the old
+        // process still drains; every few, the load shows it is served.
+        if restart % DOUBLED_EVERY == 1 {
+            let before = load.counts();
+            load.wait_for_more_ok_from_every_kind(
+                &before,
+                ANSWER_TIMEOUT,
+                &format!("after restart {restart}"),
+            );
+        }
+    }
+    let last = generations[SIGHUPS];
+    let before = load.counts();
+    load.wait_for_more_ok_from_every_kind(&before, ANSWER_TIMEOUT, "after the last restart");
+    let counts = load.stop();
+    println!("{SIGHUPS} restarts under load: {counts}");
+    counts.assert_all_answered();
+
+    signal("TERM", last);
+    let (before, stopping) = notify.wait_for("STOPPING=1", EXIT_TIMEOUT);
+    assert!(
+        before.is_empty(),
+        "nothing between the last hand-over and STOPPING=1: {before:?}"
+    );
+    assert_eq!(stopping, "STOPPING=1\n");
+    first.assert_exit_code(0, EXIT_TIMEOUT);
+    support::wait_until(EXIT_TIMEOUT, "every generation to exit", || {
+        generations.iter().all(|pid| has_exited(*pid))
+    });
+
+    let reports = reports(&first, SIGHUPS + 1);
+    for (generation, pid) in generations.iter().enumerate() {
+        let report = reports
+            .iter()
+            .find(|report| report["pid"] == *pid)
+            .unwrap_or_else(|| panic!("a shutdown report from generation {generation}, pid {pid}"));
+        let expected_trigger = if generation < SIGHUPS {
+            "restart"
+        } else {
+            "SIGTERM"
+        };
+        assert_eq!(
+            report["trigger"], expected_trigger,
+            "generation {generation}: {report}"
+        );
+        assert_eq!(report["exit_code"], 0, "generation {generation}: {report}");
+        assert_eq!(
+            report["requests_received"], report["responses_written"],
+            "generation {generation} answered every request it received: {report}"
+        );
+        assert!(
+            report["phases"]["total_ms"].as_u64() < Some(10_000),
+            "generation {generation} exited within its drain: {report}"
+        );
+        if generation < SIGHUPS {
+            assert_eq!(
+                report["successor_pid"],
+                generations[generation + 1],
+                "{report}"
+            );
+        }
+    }
+    let ready = notify
+        .all()
+        .iter()
+        .filter(|message| message.lines().any(|line| line == "READY=1"))
+        .count();
+    assert_eq!(
+        ready,
+        SIGHUPS + 1,
+        "READY=1 once at start and once per hand-over: {:?}",
+        notify.all()
+    );
+    let ignored = first
+        .log_text()
+        .matches("while a restart is under way; ignored")
+        .count()
+        + first
+            .log_text()
+            .matches("while shutting down; ignored")
+            .count();
+    assert!(
+        ignored <= doubled,
+        "only the doubled SIGHUPs are ignored: {ignored} of {doubled}"
+    );
+}
+
+/// A successor that fails as `restart_exec` makes it: the old process
+/// goes on serving the load, logs why, reports it, and stops cleanly.
+fn a_failed_restart_loses_nothing(
+    restart_exec: &Path,
+    extra: &[&str],
+    outcome: &str,
+    logged: &str,
+) {
+    let _one = one_at_a_time();
+    let notify = NotifySocket::bind();
+    let exec = restart_exec.to_str().expect("a UTF-8 path");
+    let mut args = vec!["--restart-exec", exec];
+    args.extend_from_slice(extra);
+    let mut service = start_notifying(&notify, &args);
+    let load = Load::start(service.addr, MIX);
+    load.wait_for_ok_from_every_kind(Mark::LOAD_START, ANSWER_TIMEOUT, "before the SIGHUP");
+    signal("HUP", service.pid());
+    let (before, failed) = notify.wait_for("STATUS=restart failed", RESTART_WAIT);
+    assert!(
+        before.len() == 1 && before[0].starts_with("RELOADING=1\n"),
+        "RELOADING=1, then the failure: {before:?}"
+    );
+    assert!(
+        failed.starts_with("READY=1\n"),
+        "the reload ends with READY=1: {failed:?}"
+    );
+    service.wait_for_log("restart failed:", RESTART_WAIT);
+    assert!(
+        service.log_text().contains(logged),
+        "the log says why ({logged:?}):\n{}",
+        service.log_text()
+    );
+    let before = load.counts();
+    load.wait_for_more_ok_from_every_kind(&before, ANSWER_TIMEOUT, "after the failed restart");
+    let counts = load.stop();
+    println!("a failed restart ({outcome}) under load: {counts}");
+    counts.assert_all_answered();
+    let (code, _) = service.terminate(EXIT_TIMEOUT);
+    assert_eq!(code, 0, "{}", service.log_text());
+    let report = service.report();
+    assert_eq!(report["trigger"], "SIGTERM", "{report}");
+    assert_eq!(report["restarts"][0]["outcome"], outcome, "{report}");
+    if let Some(pid) = report["restarts"][0]["successor_pid"].as_u64() {
+        let pid = u32::try_from(pid).expect("a PID");
+        assert!(has_exited(pid), "the failed successor {pid} is gone");
+    }
+    support::assert_nothing_lost(&report);
+}
+
+/// An executable shell script `name` in `dir` with `body`.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write the script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn a_successor_that_exits_at_once_leaves_the_old_process_serving() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let exits = script(dir.path(), "exits", "exit 3");
+    a_failed_restart_loses_nothing(&exits, &[], "exited", "exited or closed its ready pipe");
+}
+
+#[test]
+fn a_successor_that_never_becomes_ready_is_killed_at_the_timeout() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let hangs = script(
+        dir.path(),
+        "hangs",
+        &format!("export TEST_NEVER_READY=true\nexec '{}' \"$@\"", binary()),
+    );
+    a_failed_restart_loses_nothing(
+        &hangs,
+        &["--restart-timeout", "1s"],
+        "timed_out",
+        "was not accepting within 1000 ms; killed it",
+    );
+}
+
+#[test]
+fn a_missing_restart_exec_leaves_the_old_process_serving() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    a_failed_restart_loses_nothing(
+        &dir.path().join("no-such-program"),
+        &[],
+        "spawn_failed",
+        "No such file or directory",
+    );
+}
+
+#[test]
+fn a_successor_is_the_program_now_at_the_path_and_reads_its_settings_anew() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let installed = dir.path().join("gremlins-api");
+    std::fs::copy(binary(), &installed).expect("install a copy of the binary");
+    let notify = NotifySocket::bind();
+    let mut command = Command::new(&installed);
+    command.args(["--listen", "127.0.0.1:0", "--enable-test-routes"]);
+    let mut first = Service::spawn(
+        command,
+        &[("NOTIFY_SOCKET", notify.path()), ("WORKERS", "5")],
+    );
+    notify.wait_for("READY=1", START_TIMEOUT);
+    assert!(
+        first.log_text().contains("with 5 workers"),
+        "{}",
+        first.log_text()
+    );
+    // A deploy: a new program replaces the old one at the same path (here
+    // the same binary behind a script with a new setting), by rename.
+    let staged = script(
+        dir.path(),
+        "gremlins-api.new",
+        &format!("export WORKERS=3\nexec '{}' \"$@\"", binary()),
+    );
+    std::fs::rename(&staged, &installed).expect("replace the program");
+    signal("HUP", first.pid());
+    let successor = Generations(vec![handed_over_to(&notify)]);
+    let successor = &successor;
+    let started = first.wait_for_log("with 3 workers", RESTART_WAIT);
+    assert!(started.contains("listening on"), "{started}");
+    assert_eq!(
+        support::get(first.addr, "/healthz").status,
+        200,
+        "the successor serves"
+    );
+    first.assert_exit_code(0, EXIT_TIMEOUT);
+    signal("TERM", successor[0]);
+    support::wait_until(EXIT_TIMEOUT, "the successor to exit", || {
+        has_exited(successor[0])
+    });
 }

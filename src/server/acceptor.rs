@@ -36,6 +36,10 @@ const WAKE: Token = Token(usize::MAX);
 /// descriptors free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How often the handshakes still under way are counted again while the
+/// acceptor waits for them at shutdown (see `admit_the_rest`).
+const HALF_OPEN_RECHECK: Duration = Duration::from_millis(10);
+
 /// How the acceptor stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -226,7 +230,11 @@ fn admit_the_rest(
         if left.is_zero() || (half_open == 0 && wait.is_none()) {
             return admitted;
         }
-        let _ = poll.poll(&mut events, Some(wait.unwrap_or(left).min(left)));
+        // A handshake that completes wakes the listener; one that ends
+        // otherwise (its client gave up, or its final ACK was dropped by a
+        // full backlog) does not, so the count is taken again soon.
+        let wait = wait.unwrap_or(HALF_OPEN_RECHECK);
+        let _ = poll.poll(&mut events, Some(wait.min(left)));
     }
 }
 
