@@ -773,3 +773,44 @@ fn a_successor_is_the_program_now_at_the_path_and_reads_its_settings_anew() {
         has_exited(successor[0])
     });
 }
+
+#[test]
+fn sigterm_while_a_successor_starts_stops_both_and_loses_nothing() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let hangs = script(
+        dir.path(),
+        "hangs",
+        &format!("export TEST_NEVER_READY=true\nexec '{}' \"$@\"", binary()),
+    );
+    let notify = NotifySocket::bind();
+    let exec = hangs.to_str().expect("a UTF-8 path");
+    let mut service = start_notifying(&notify, &["--restart-exec", exec]);
+    let load = Load::start(service.addr, MIX);
+    load.wait_for_ok_from_every_kind(Mark::LOAD_START, ANSWER_TIMEOUT, "before the SIGHUP");
+    signal("HUP", service.pid());
+    let started = service.wait_for_log("started the successor, pid", RESTART_WAIT);
+    let successor: u32 = started
+        .split("started the successor, pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("a PID in {started:?}"));
+    let successor = Generations(vec![successor]);
+    service.wait_for_log("never accepting, as the test asked", RESTART_WAIT);
+    service.signal("TERM");
+    notify.wait_for("STOPPING=1", EXIT_TIMEOUT);
+    service.assert_exit_code(0, EXIT_TIMEOUT);
+    let counts = load.stop();
+    println!("SIGTERM during a restart: {counts}");
+    assert_eq!(
+        counts.total(),
+        counts.ok + counts.refused,
+        "only refusals once both are gone: {counts:#}"
+    );
+    let report = service.report();
+    assert_eq!(report["trigger"], "SIGTERM", "{report}");
+    assert_eq!(report["restarts"][0]["outcome"], "abandoned", "{report}");
+    assert!(has_exited(successor[0]), "the successor was stopped too");
+    support::assert_nothing_lost(&report);
+}
