@@ -790,13 +790,10 @@ fn sigterm_while_a_successor_starts_stops_both_and_loses_nothing() {
     load.wait_for_ok_from_every_kind(Mark::LOAD_START, ANSWER_TIMEOUT, "before the SIGHUP");
     signal("HUP", service.pid());
     let started = service.wait_for_log("started the successor, pid", RESTART_WAIT);
-    let successor: u32 = started
-        .split("started the successor, pid ")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("a PID in {started:?}"));
-    let successor = Generations(vec![successor]);
+    let successor = Generations(vec![support::pid_after(
+        &started,
+        "started the successor, pid ",
+    )]);
     service.wait_for_log("never accepting, as the test asked", RESTART_WAIT);
     service.signal("TERM");
     notify.wait_for("STOPPING=1", EXIT_TIMEOUT);

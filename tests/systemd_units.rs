@@ -283,12 +283,7 @@ fn every_system_call_of_a_life_with_a_restart_passes_the_unit_filter() {
     let pid = main_pid(&service);
     signal("HUP", pid);
     let handed_over = service.wait_for_log("accepts after", EXIT_TIMEOUT);
-    let successor: u32 = handed_over
-        .split("the successor, pid ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("a PID in {handed_over:?}"));
+    let successor = support::pid_after(&handed_over, "the successor, pid ");
     service.wait_for_log("shutdown_report", EXIT_TIMEOUT);
     assert_eq!(support::get(service.addr, "/").status, 200);
     signal("TERM", successor);

@@ -700,3 +700,16 @@ impl Drop for EchoServer {
         }
     }
 }
+
+/// The PID written right after `marker` in a log line (`... pid 123; ...`).
+pub fn pid_after(line: &str, marker: &str) -> u32 {
+    line.split(marker)
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("a PID after {marker:?} in {line:?}"))
+}
