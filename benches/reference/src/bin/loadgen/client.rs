@@ -83,6 +83,34 @@ pub(crate) fn get_request(addr: SocketAddr, path: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `GET path` as HTTP/1.1 with `Connection: close`: one request per
+/// connection.
+pub(crate) fn get_close_request(addr: SocketAddr, path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: gremlins-loadgen\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// `POST path` as HTTP/1.1 with a JSON `body` and an `Idempotency-Key`;
+/// `close` adds `Connection: close`.
+pub(crate) fn post_json_request(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    idempotency_key: &str,
+    close: bool,
+) -> Vec<u8> {
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: gremlins-loadgen\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Idempotency-Key: {idempotency_key}\r\n{connection}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// One client connection with its unread bytes.
 pub(crate) struct Conn {
     stream: TcpStream,
@@ -218,6 +246,29 @@ mod tests {
     fn partial_body_is_incomplete() {
         let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok";
         assert!(parse_response(partial).expect("valid").is_none());
+    }
+
+    #[test]
+    fn post_request_frames_its_body() {
+        let addr: SocketAddr = "127.0.0.1:80".parse().expect("valid address");
+        let request = post_json_request(addr, "/v1/events", r#"{"a":1}"#, "k-1", true);
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let head_len = match parsed.parse(&request) {
+            Ok(httparse::Status::Complete(len)) => len,
+            other => panic!("not a complete head: {other:?}"),
+        };
+        let header = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        assert_eq!(header("content-length").as_deref(), Some("7"));
+        assert_eq!(header("idempotency-key").as_deref(), Some("k-1"));
+        assert_eq!(header("connection").as_deref(), Some("close"));
+        assert_eq!(&request[head_len..], br#"{"a":1}"#);
     }
 
     #[test]

@@ -3,16 +3,22 @@
 //! (except `free-port` and `probe`) and is bounded in time.
 
 mod client;
+mod clock;
 mod fairness;
 mod flood;
 mod idle;
 mod json;
 mod latency;
+mod notify;
 mod process;
+mod restart_count;
 mod shutdown;
 mod stats;
+mod subreaper;
 
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -122,6 +128,54 @@ enum Command {
         #[arg(long, default_value = "/")]
         path: String,
     },
+    /// The counting client of `benches/restart.sh`: keep-alive and
+    /// one-request-per-connection clients for a fixed time, every request
+    /// classified (ok, refused, reset, lost, timeout, non-2xx, ...).
+    /// Fails if any request failed.
+    RestartCount {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// Requests started before this are the baseline period, the rest
+        /// the period with restarts.
+        #[arg(long, default_value_t = 0)]
+        baseline_ms: u64,
+        #[arg(long, default_value_t = 8)]
+        keepalive_clients: usize,
+        /// Clients opening a new connection (`Connection: close`) per request.
+        #[arg(long, default_value_t = 8)]
+        fresh_clients: usize,
+        /// Every Nth request of each client is `POST /v1/events` (0: never).
+        #[arg(long, default_value_t = 0)]
+        post_every: u64,
+        /// Mean pause after each request.
+        #[arg(long, default_value_t = 10)]
+        think_ms: u64,
+        /// Bound on a connect, and on a response once its request is written.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Binds a Unix datagram socket (a `NOTIFY_SOCKET`) and prints each
+    /// systemd notify message received as a line: wall-clock ms, fields.
+    NotifyListen {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        max_secs: u64,
+    },
+    /// Runs COMMAND as a child subreaper and reaps it and every process
+    /// re-parented here (a hot restart's generations), printing each exit.
+    /// Fails unless all exited with code 0 within MAX_SECS.
+    Subreaper {
+        #[arg(long, default_value_t = 300)]
+        max_secs: u64,
+        /// File for the program's stdout and stderr (appended to).
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
     /// Prints a currently free TCP port on 127.0.0.1.
     FreePort,
 }
@@ -202,6 +256,39 @@ fn main() -> ExitCode {
             duration: Duration::from_secs(duration_secs),
             path,
         })),
+        Command::RestartCount {
+            addr,
+            duration_secs,
+            baseline_ms,
+            keepalive_clients,
+            fresh_clients,
+            post_every,
+            think_ms,
+            timeout_ms,
+        } => report(restart_count::run(&restart_count::Options {
+            addr,
+            duration: Duration::from_secs(duration_secs),
+            baseline: Duration::from_millis(baseline_ms),
+            keepalive_clients,
+            fresh_clients,
+            post_every,
+            think: Duration::from_millis(think_ms),
+            timeout: Duration::from_millis(timeout_ms),
+        })),
+        Command::NotifyListen { socket, max_secs } => {
+            match notify::run(&socket, Duration::from_secs(max_secs)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&format!("notify-listen: {}: {err}", socket.display())),
+            }
+        }
+        Command::Subreaper {
+            max_secs,
+            output,
+            command,
+        } => match subreaper::run(&command, &output, Duration::from_secs(max_secs)) {
+            Ok(result) => report(result),
+            Err(err) => fail(&format!("subreaper: {err}")),
+        },
         Command::FreePort => match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
             Ok(local) => {
                 println!("{}", local.port());
