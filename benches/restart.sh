@@ -125,7 +125,9 @@ wait_child() {
 # shellcheck disable=SC2317 # called through wait_for
 not_running() { ! is_running "$1"; }
 # nth_mainpid N: the PID in the Nth MAINPID= message of the current run.
-nth_mainpid() { grep -o 'MAINPID=[0-9]*' "$run_dir/notify.log" | sed -n "$1p" | cut -d= -f2; }
+# matches GREP_ARGS...: grep's output; no match is not a failure.
+matches() { grep "$@" || true; }
+nth_mainpid() { matches -o 'MAINPID=[0-9]*' "$run_dir/notify.log" | sed -n "$1p" | cut -d= -f2; }
 # shellcheck disable=SC2317 # called through wait_for
 handed_over_or_failed() { [[ -n $(nth_mainpid "$1") ]] || grep -q 'restart failed' "$run_dir/server.log"; }
 # reaped PID: true once the subreaper of the current run reported PID.
@@ -155,8 +157,9 @@ wrk_field() {
 }
 fmt2() { awk -v v="$1" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.2f", v; else print "-" }'; }
 
-# Generations of the current run not yet reaped are killed before the
-# owned list, so that no PID reaped (and perhaps reused) is signalled.
+# Generations of the current run not yet reaped are killed (and given a
+# moment to be reaped by the subreaper) before the owned list, so that no
+# PID reaped (and perhaps reused) is signalled.
 gens=()
 run_dir=
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -165,6 +168,7 @@ restart_cleanup() {
   for p in "${gens[@]+"${gens[@]}"}"; do
     if ! reaped "$p" && is_running "$p"; then
       kill -KILL "$p" 2>/dev/null || true
+      wait_for 2 reaped "$p" || true
     fi
     disown_pid "$p"
   done
@@ -282,7 +286,7 @@ run_store() {
     wait_for "$HANDOVER_TIMEOUT" handed_over_or_failed "$i" || true
     new=$(nth_mainpid "$i")
     if [[ -z $new ]]; then
-      log "$store: restart $i: no handover from $main within ${HANDOVER_TIMEOUT}s (see $run_dir/server.log)"
+      log "$store: restart $i: $main did not hand over (failed, or not within ${HANDOVER_TIMEOUT}s; see $run_dir/server.log)"
       break
     fi
     gens+=("$new")
@@ -323,17 +327,22 @@ run_store() {
   local distinct exits unclean handover_med handover_max exit_med exit_max json
   distinct=$({
     echo "$pid0"
-    grep -o 'MAINPID=[0-9]*' "$run_dir/notify.log" | cut -d= -f2
+    matches -o 'MAINPID=[0-9]*' "$run_dir/notify.log" | cut -d= -f2
   } | sort -u | wc -l)
-  exits=$(grep -o '"exit_code":[0-9a-z]*' "$run_dir/reaper.log" | cut -d: -f2 | sort | uniq -c |
-    awk '{ printf "%s%s×%s", (NR > 1 ? ", " : ""), $2, $1 }')
-  unclean=$(grep '"event":"none_left"' "$run_dir/reaper.log" | grep -o '"unclean":[0-9]*' | cut -d: -f2)
-  grep -q '"event":"none_left"' "$run_dir/reaper.log" || unclean=unknown
-  grep -o 'accepts after [0-9]* ms' "$run_dir/server.log" | awk '{ print $3 }' >"$run_dir/handover-ms.txt" || true
+  # "0×11", or e.g. "0×10, signal 9×1".
+  exits=$(awk '/"event":"reaped"/ {
+      code = $0; sub(/.*"exit_code":/, "", code); sub(/,.*/, "", code)
+      sig = $0; sub(/.*"signal":/, "", sig); sub(/,.*/, "", sig)
+      print (code == "null" ? "signal " sig : code) }' "$run_dir/reaper.log" | sort | uniq -c |
+    awk '{ n = $1; $1 = ""; sub(/^ /, ""); printf "%s%s×%s", (NR > 1 ? ", " : ""), $0, n }')
+  unclean=$(matches '"event":"none_left"' "$run_dir/reaper.log" | matches -o '"unclean":[0-9]*' | cut -d: -f2)
+  matches -o 'accepts after [0-9]* ms' "$run_dir/server.log" | awk '{ print $3 }' >"$run_dir/handover-ms.txt"
   handover_med=$(median <"$run_dir/handover-ms.txt")
   handover_max=$(maxof <"$run_dir/handover-ms.txt")
-  # SIGHUP to the old generation's exit, as the subreaper saw it.
+  # SIGHUP to the old generation's exit, as the subreaper saw it, for
+  # the restarts that handed over.
   while IFS=$'\t' read -r i p sent _; do
+    ((i <= done_restarts)) || continue
     awk -v t="$sent" -v pat="\"pid\":$p," 'index($0, "\"event\":\"reaped\"") && index($0, pat) {
       sub(/.*"t_unix_ms":/, ""); sub(/}.*/, ""); print $0 - t }' "$run_dir/reaper.log"
   done <"$run_dir/sighups.tsv" >"$run_dir/old-exit-ms.txt"
@@ -347,8 +356,8 @@ run_store() {
     printf 'distinct\t%s\n' "$distinct"
     printf 'exits\t%s\n' "$exits"
     printf 'unclean\t%s\n' "${unclean:-unknown}"
-    printf 'handover\t%s / %s\n' "$handover_med" "$handover_max"
-    printf 'old_exit\t%s / %s\n' "$exit_med" "$exit_max"
+    printf 'handover\t%s / %s\n' "$(fmt1 "$handover_med")" "$(fmt1 "$handover_max")"
+    printf 'old_exit\t%s / %s\n' "$(fmt1 "$exit_med")" "$(fmt1 "$exit_max")"
     printf 'stop_ms\t%s\n' "$stop_ms"
     printf 'rows\t%s\n' "$rows"
     printf 'count_exit\t%s\n' "$count_exit"
