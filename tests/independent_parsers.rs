@@ -140,6 +140,9 @@ fn python() -> PathBuf {
 
 /// Runs a Python script of `tests/python/` with `input` on stdin; its
 /// stdout.
+/// Longest a helper script may take; each answers in well under a second.
+const PYTHON_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn run_python(script: &str, input: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
@@ -154,7 +157,18 @@ fn run_python(script: &str, input: &str) -> String {
     let mut stdin = child.stdin.take().expect("piped stdin");
     let input = input.to_owned();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().expect("wait for python");
+    let pid = child.id();
+    let (done, finished) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(PYTHON_TIMEOUT) {
+        Ok(output) => output.expect("wait for python"),
+        Err(_) => {
+            let _ = support::server_process::send_signal("KILL", &[pid]);
+            panic!("{script} did not answer within {PYTHON_TIMEOUT:?}; killed it");
+        }
+    };
     writer
         .join()
         .expect("the stdin writer")

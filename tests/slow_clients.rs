@@ -420,13 +420,23 @@ fn sigterm_during_a_slow_client_attack_exits_in_time_and_answers_every_normal_cl
         || support::metric(addr, "gremlins_open_connections") >= 121,
     );
     // Normal clients: keep-alive requests, one after another, until the
-    // service closes their connection or refuses a new one.
+    // service closes their connection or refuses a new one. Each is
+    // connected and answered once before SIGTERM (a connect after the
+    // listener closed would rightly be refused).
+    let (answered_once, first_answers) = crossbeam_channel::unbounded();
     let normal: Vec<JoinHandle<(u32, Option<String>)>> = (0..4)
         .map(|_| {
+            let answered_once = answered_once.clone();
             std::thread::spawn(move || {
                 let mut answered = 0;
                 let mut client = Client::connect(addr);
+                let mut started = Some(answered_once);
                 loop {
+                    if answered > 0 {
+                        if let Some(started) = started.take() {
+                            let _ = started.send(());
+                        }
+                    }
                     match client.try_exchange(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n") {
                         Ok(response) if response.status == 200 && response.closes() => {
                             return (answered + 1, None);
@@ -439,6 +449,12 @@ fn sigterm_during_a_slow_client_attack_exits_in_time_and_answers_every_normal_cl
             })
         })
         .collect();
+    drop(answered_once);
+    for client in 0..normal.len() {
+        first_answers
+            .recv_timeout(support::RESPONSE_TIMEOUT)
+            .unwrap_or_else(|_| panic!("normal client {client} of 4 answered once before SIGTERM"));
+    }
     let signalled = Instant::now();
     service.signal("TERM");
     let code = service.exit_code(Duration::from_secs(20));
