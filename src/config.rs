@@ -310,7 +310,7 @@ impl ServerConfig {
                     format!(
                         "is {}, too short for shutdown_timeout ({}) + cleanup_timeout ({}) = {}: \
                          the platform would kill the process mid-shutdown; raise the grace period \
-                         (terminationGracePeriodSeconds) or lower the timeouts",
+                         (terminationGracePeriodSeconds, TimeoutStopSec) or lower the timeouts",
                         humantime::format_duration(grace),
                         humantime::format_duration(self.shutdown_timeout),
                         humantime::format_duration(self.cleanup_timeout),

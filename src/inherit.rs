@@ -1,12 +1,12 @@
 //! What a process inherits at exec and takes ownership of, once: the
 //! listening sockets of socket activation (`LISTEN_PID`, `LISTEN_FDS`,
 //! `LISTEN_FDNAMES`, from systemd, `systemd-socket-activate` or the
-//! previous process of a hot restart) and the pipe on which a hot
-//! restart's successor says it is accepting (`GREMLINS_READY_FD`).
+//! previous process of a hot restart), the pipe on which a hot restart's
+//! successor says it is accepting (`GREMLINS_READY_FD`), and a handle on
+//! that predecessor (a pidfd), to wait for its exit.
 //!
-//! Owning a descriptor named by a number in the environment is the one
-//! thing here that the compiler cannot check, so it is the one module of
-//! the crate, with the restart's `exec`, that may use `unsafe`: each
+//! Owning a descriptor named by a number in the environment is what the
+//! compiler cannot check, so this module may use `unsafe`: each
 //! descriptor is checked to be open and of the right kind first, and each
 //! kind is taken at most once per process, so no two owners ever close
 //! the same number.
@@ -138,6 +138,30 @@ pub(crate) fn take_ready_pipe() -> Option<File> {
     // SAFETY: open (checked above), passed to this process by its
     // predecessor, and taken only here, once (the flag above).
     Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The predecessor of a hot restart (this process's parent while it waits
+/// for the ready message), as a descriptor that turns readable when it
+/// exits; `None` when it cannot be had (a kernel before 5.3).
+pub(crate) fn predecessor() -> Option<(u32, OwnedFd)> {
+    let pid = std::os::unix::process::parent_id();
+    let raw = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a PID and flags and returns a new
+    // descriptor (or -1); it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    let Ok(fd) = RawFd::try_from(fd) else {
+        return None;
+    };
+    if fd < 0 {
+        log::warn!(
+            "restart: cannot watch the predecessor, pid {pid} ({}); a stop will not wait for it",
+            io::Error::last_os_error()
+        );
+        return None;
+    }
+    // SAFETY: just returned by the kernel, owned by nothing else; pidfds
+    // are close-on-exec.
+    Some((pid, unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// A descriptor number above the standard streams.

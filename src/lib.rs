@@ -49,7 +49,9 @@
 //!   the report's `restarts`, and this process goes on serving; a second
 //!   SIGHUP while one is under way is logged and ignored; SIGTERM and
 //!   SIGINT keep their meaning (one during a restart stops the successor
-//!   too).
+//!   too). A successor's own stop waits, within its deadline, for its
+//!   predecessor to exit (a pidfd), since systemd kills what is left of a
+//!   unit once its main process exits.
 //! - **systemd notify** (when `NOTIFY_SOCKET` is set): `READY=1` once
 //!   accepting; on SIGHUP `RELOADING=1` with `MONOTONIC_USEC`, then
 //!   `MAINPID=<successor>` and `READY=1` when it took over (or `READY=1`
@@ -155,8 +157,8 @@
 //! | `http/` | the HTTP/1.1 engine on `httparse`: heads, body framing, responses, keep-alive, the [`WireError`] table; it never waits and knows nothing of threads |
 //! | `server/` | sockets and threads: listener, acceptor, poller, registry (the connection states), memory budget, workers, counters, the watchdog and the heartbeats it checks |
 //! | `lifecycle/` | phases and deadline, the in-flight tracker, cleanup hooks, signals, restart requests, systemd notify, the shutdown sequence and its report |
-//! | `restart/` | the hot restart: starting the successor with the sockets (`exec`, one of the two modules allowed `unsafe`), waiting for it, handing over |
-//! | `inherit.rs` | taking ownership of inherited descriptors, once: socket activation's listeners and the ready pipe (the other module allowed `unsafe`) |
+//! | `restart/` | the hot restart: starting the successor with the sockets (`exec`, which may use `unsafe`: fork-safe environment and descriptors), waiting for it, handing over |
+//! | `inherit.rs` | taking ownership of inherited descriptors, once: socket activation's listeners, the ready pipe, the predecessor's pidfd (may use `unsafe`) |
 //! | `config.rs` | [`ServerConfig`] and its validation |
 //! | `app/` | the reference service: routes, events API, PostgreSQL store, Redis cache, metrics |
 //! | `main.rs`, `cli.rs` | the binary: command line (flags and environment), logging, exit code |

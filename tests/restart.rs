@@ -811,3 +811,36 @@ fn sigterm_while_a_successor_starts_stops_both_and_loses_nothing() {
     assert!(has_exited(successor[0]), "the successor was stopped too");
     support::assert_nothing_lost(&report);
 }
+
+#[test]
+fn a_successor_stopped_at_once_waits_for_its_predecessor_to_finish() {
+    let _one = one_at_a_time();
+    let notify = NotifySocket::bind();
+    let mut first = start_notifying(&notify, &[]);
+    let addr = first.addr;
+    // A request that is still running on the first process when both stop.
+    let slow = std::thread::spawn(move || support::get(addr, "/test/sleep?ms=1500"));
+    support::wait_until(RESTART_WAIT, "the slow request to run", || {
+        support::metric(addr, "gremlins_in_flight_requests") >= 2
+    });
+    signal("HUP", first.pid());
+    let successor = Generations(vec![handed_over_to(&notify)]);
+    signal("TERM", successor[0]);
+    assert_eq!(slow.join().expect("the slow client").status, 200);
+    first.assert_exit_code(0, EXIT_TIMEOUT);
+    support::wait_until(EXIT_TIMEOUT, "the successor to exit", || {
+        has_exited(successor[0])
+    });
+    let log = first.log_text();
+    let position = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in the log:\n{log}"))
+    };
+    let first_report = position(&format!("\"pid\":{}", first.pid()));
+    let waited = position(&format!("the predecessor, pid {}, has exited", first.pid()));
+    let successor_report = position(&format!("\"pid\":{}", successor[0]));
+    assert!(
+        first_report < waited && waited < successor_report,
+        "the successor exits after its predecessor:\n{log}"
+    );
+}

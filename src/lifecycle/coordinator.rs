@@ -149,6 +149,9 @@ pub(crate) fn run(
             );
         }
     }
+    // Under systemd, exiting first would get a predecessor that still
+    // drains killed.
+    lifecycle.restarts.wait_for_predecessor(deadline);
     phases.drain_ms = millis(closing_started.elapsed());
 
     let cleanup_started = Instant::now();

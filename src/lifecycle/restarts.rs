@@ -1,11 +1,22 @@
 //! Requests for a hot restart (SIGHUP, or [`ShutdownHandle::restart`]),
-//! passed to the restart thread, and the record of each attempt, for the
-//! shutdown report.
+//! passed to the restart thread, the record of each attempt, for the
+//! shutdown report, and this process's predecessor, whose exit its own
+//! stop waits for.
+//!
+//! Why wait: under systemd (`KillMode=mixed`) the processes left in the
+//! unit once its main process exits are killed. A stop soon after a
+//! reload finds the predecessor still draining; the successor, now the
+//! main process, must not exit before it, or its requests would be cut
+//! off. Each process waits for its own predecessor, so a chain of quick
+//! reloads is waited for whole, each wait bounded by the waiter's
+//! shutdown deadline.
 //!
 //! [`ShutdownHandle::restart`]: super::ShutdownHandle::restart
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -52,6 +63,8 @@ pub(crate) struct Restarts {
     /// Set by the restart thread while a successor is starting.
     under_way: AtomicBool,
     records: Mutex<Vec<RestartRecord>>,
+    /// The predecessor's PID and a descriptor readable once it exited.
+    predecessor: Mutex<Option<(u32, OwnedFd)>>,
 }
 
 impl Restarts {
@@ -98,8 +111,58 @@ impl Restarts {
         self.under_way.store(false, Ordering::SeqCst);
     }
 
+    /// For a successor: its predecessor, while that one drains.
+    pub(crate) fn set_predecessor(&self, pid: u32, exited: OwnedFd) {
+        *sync::lock(&self.predecessor) = Some((pid, exited));
+    }
+
+    /// Waits, at most until `deadline`, for the predecessor (if any) to
+    /// exit, and logs how it went.
+    pub(crate) fn wait_for_predecessor(&self, deadline: Instant) {
+        let Some((pid, exited)) = sync::lock(&self.predecessor).take() else {
+            return;
+        };
+        let waited = Instant::now();
+        let gone = wait_readable(&exited, deadline).unwrap_or_else(|error| {
+            log::warn!("shutdown: cannot wait for the predecessor, pid {pid}: {error}");
+            true
+        });
+        if gone {
+            log::info!(
+                "shutdown: the predecessor, pid {pid}, has exited (waited {} ms)",
+                waited.elapsed().as_millis()
+            );
+        } else {
+            log::warn!("shutdown: the predecessor, pid {pid}, still runs at the deadline");
+        }
+    }
+
     /// Every restart so far, in order.
     pub(crate) fn records(&self) -> Vec<RestartRecord> {
         sync::lock(&self.records).clone()
+    }
+}
+
+/// Waits until `fd` is readable or `deadline` passes.
+fn wait_readable(fd: &OwnedFd, deadline: Instant) -> std::io::Result<bool> {
+    let mut poll = mio::Poll::new()?;
+    poll.registry().register(
+        &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+        mio::Token(0),
+        mio::Interest::READABLE,
+    )?;
+    let mut events = mio::Events::with_capacity(1);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match poll.poll(&mut events, Some(left)) {
+            Ok(()) if !events.is_empty() => return Ok(true),
+            Ok(()) if left.is_zero() => return Ok(false),
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
     }
 }

@@ -429,11 +429,17 @@ fn ready_message(pid: u32) -> String {
 }
 
 /// Tells the predecessor of a hot restart, if this process has one, that
-/// it accepts now. Returns whether it had one.
-pub(crate) fn announce_ready() -> bool {
+/// it accepts now, having first taken a handle on it, so that this
+/// process's own stop can wait for its exit. Returns whether it had one.
+pub(crate) fn announce_ready(lifecycle: &Lifecycle) -> bool {
     let Some(mut pipe) = crate::inherit::take_ready_pipe() else {
         return false;
     };
+    // Before the message: until it reads it, the parent is the
+    // predecessor, alive.
+    if let Some((pid, exited)) = crate::inherit::predecessor() {
+        lifecycle.restarts.set_predecessor(pid, exited);
+    }
     if let Err(error) = pipe.write_all(ready_message(std::process::id()).as_bytes()) {
         log::error!("restart: could not tell the predecessor this process accepts: {error}");
     }

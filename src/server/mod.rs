@@ -302,7 +302,7 @@ impl Server {
             addresses.join(", "),
             config.workers
         );
-        if !restart::announce_ready() {
+        if !restart::announce_ready(&lifecycle) {
             lifecycle.notify.ready();
         }
         drop(context);
