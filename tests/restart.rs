@@ -445,21 +445,10 @@ fn has_exited(pid: u32) -> bool {
 /// Every shutdown report in the log (one per process; a successor logs to
 /// the same stderr), waiting until there are `count`.
 fn reports(service: &Service, count: usize) -> Vec<serde_json::Value> {
-    let parse = || -> Vec<serde_json::Value> {
-        service
-            .log_text()
-            .lines()
-            .filter_map(|line| {
-                let json = &line[line.find("{\"shutdown_report\"")?..];
-                serde_json::from_str::<serde_json::Value>(json).ok()
-            })
-            .map(|report| report["shutdown_report"].clone())
-            .collect()
-    };
     support::wait_until(EXIT_TIMEOUT, &format!("{count} shutdown reports"), || {
-        parse().len() >= count
+        service.reports().len() >= count
     });
-    parse()
+    service.reports()
 }
 
 /// The PIDs of a service's generations, oldest first; those still
@@ -687,6 +676,16 @@ fn a_failed_restart_loses_nothing(
     support::assert_nothing_lost(&report);
 }
 
+/// A `--restart-exec` in `dir` that starts the service, which then never
+/// accepts (a successor that never becomes ready).
+fn never_ready(dir: &Path) -> PathBuf {
+    script(
+        dir,
+        "hangs",
+        &format!("export TEST_NEVER_READY=true\nexec '{}' \"$@\"", binary()),
+    )
+}
+
 /// An executable shell script `name` in `dir` with `body`.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -706,11 +705,7 @@ fn a_successor_that_exits_at_once_leaves_the_old_process_serving() {
 #[test]
 fn a_successor_that_never_becomes_ready_is_killed_at_the_timeout() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let hangs = script(
-        dir.path(),
-        "hangs",
-        &format!("export TEST_NEVER_READY=true\nexec '{}' \"$@\"", binary()),
-    );
+    let hangs = never_ready(dir.path());
     a_failed_restart_loses_nothing(
         &hangs,
         &["--restart-timeout", "1s"],
@@ -778,11 +773,7 @@ fn a_successor_is_the_program_now_at_the_path_and_reads_its_settings_anew() {
 fn sigterm_while_a_successor_starts_stops_both_and_loses_nothing() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let hangs = script(
-        dir.path(),
-        "hangs",
-        &format!("export TEST_NEVER_READY=true\nexec '{}' \"$@\"", binary()),
-    );
+    let hangs = never_ready(dir.path());
     let notify = NotifySocket::bind();
     let exec = hangs.to_str().expect("a UTF-8 path");
     let mut service = start_notifying(&notify, &["--restart-exec", exec]);

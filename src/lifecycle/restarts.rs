@@ -156,13 +156,10 @@ fn wait_readable(fd: &OwnedFd, deadline: Instant) -> std::io::Result<bool> {
         let left = deadline.saturating_duration_since(Instant::now());
         match poll.poll(&mut events, Some(left)) {
             Ok(()) if !events.is_empty() => return Ok(true),
-            Ok(()) if left.is_zero() => return Ok(false),
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
+            Ok(()) | Err(_) if left.is_zero() => return Ok(false),
+            Err(error) if error.kind() != std::io::ErrorKind::Interrupted => return Err(error),
+            // Woken early or interrupted: wait for what is left.
+            _ => {}
         }
     }
 }

@@ -204,22 +204,27 @@ impl Service {
         assert_eq!(code, expected, "exit code; log:\n{}", self.log_text());
     }
 
+    /// Every JSON shutdown report logged so far, in order: one per
+    /// process (a hot restart's successor logs to the same stderr).
+    pub fn reports(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter_map(|line| {
+                let json = &line[line.find("{\"shutdown_report\"")?..];
+                serde_json::from_str::<serde_json::Value>(json).ok()
+            })
+            .map(|report| report["shutdown_report"].clone())
+            .collect()
+    }
+
     /// The JSON shutdown report (the last log line), after exit.
     pub fn report(&self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(report) = self
-                .log
-                .lock()
-                .expect("log lock")
-                .iter()
-                .rev()
-                .find_map(|line| {
-                    let json = &line[line.find("{\"shutdown_report\"")?..];
-                    serde_json::from_str::<serde_json::Value>(json).ok()
-                })
-            {
-                return report["shutdown_report"].clone();
+            if let Some(report) = self.reports().pop() {
+                return report;
             }
             match self.lines.recv_deadline(deadline) {
                 Ok(_) => {}
