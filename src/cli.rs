@@ -35,6 +35,13 @@ pub(crate) struct Args {
     /// Address to listen on. Port 0 picks a free port (logged at start).
     #[arg(long, env = "LISTEN_ADDR", default_value_t = server().listen)]
     listen: SocketAddr,
+    /// Address of the admin listener, for the platform only (the
+    /// kubelet): `GET /drain` there starts the drain and answers when it
+    /// ends; other requests are served as on `--listen` (probes), and
+    /// nothing there counts as traffic for the drain. Unset: none. Keep it
+    /// out of clients' reach: whoever reaches it can stop the process.
+    #[arg(long, env = "ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Worker threads that run handlers. Handlers may block (on a
     /// database), so this is more than the number of cores.
     #[arg(long, env = "WORKERS", default_value_t = server().workers)]
@@ -96,17 +103,30 @@ pub(crate) struct Args {
     /// more than a second is answered 503 with `Retry-After`.
     #[arg(long, env = "MAX_BUFFERED_BYTES", default_value_t = Written(Bytes(server().max_buffered_bytes)))]
     max_buffered_bytes: Written<Bytes>,
-    /// Time from the shutdown signal until requests still running are
-    /// abandoned (includes the drain delay).
+    /// Time from the end of the drain (the listener's close) until
+    /// requests still running are abandoned.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = Written(server().shutdown_timeout))]
     shutdown_timeout: Written<Duration>,
     /// Time all cleanup hooks together may take after the drain.
     #[arg(long, env = "CLEANUP_TIMEOUT", default_value_t = Written(server().cleanup_timeout))]
     cleanup_timeout: Written<Duration>,
     /// Time to keep accepting and serving after the signal (responses say
-    /// `Connection: close`), so load balancers notice `/readyz`; 0: none.
+    /// `Connection: close`), so load balancers notice `/readyz`: a fixed
+    /// drain; with `--drain-quiet`, the least the drain lasts. 0: none.
     #[arg(long, env = "DRAIN_DELAY", default_value_t = Written(server().drain_delay))]
     drain_delay: Written<Duration>,
+    /// The adaptive drain: keep accepting and serving after the signal
+    /// until no new connection and no new request has arrived for this
+    /// long, within `--drain-min` and `--drain-max`. 0: off.
+    #[arg(long, env = "DRAIN_QUIET", default_value_t = Written(server().drain_quiet))]
+    drain_quiet: Written<Duration>,
+    /// The least the adaptive drain lasts.
+    #[arg(long, env = "DRAIN_MIN", default_value_t = Written(server().drain_min))]
+    drain_min: Written<Duration>,
+    /// The most the adaptive drain lasts, whatever still arrives (what the
+    /// grace period must allow for the drain).
+    #[arg(long, env = "DRAIN_MAX", default_value_t = Written(server().drain_max))]
+    drain_max: Written<Duration>,
     /// Window in which an idle keep-alive connection may still send one
     /// last request once the listener is closed.
     #[arg(long, env = "LAST_CALL", default_value_t = Written(server().last_call))]
@@ -181,6 +201,7 @@ impl Args {
     pub(crate) fn into_configs(self) -> Result<(ServerConfig, ServiceConfig), String> {
         let mut server = ServerConfig::default();
         server.listen = self.listen;
+        server.admin_listen = self.admin_listen;
         server.workers = self.workers;
         server.queue_capacity = self.queue_capacity;
         server.max_connections = self.max_connections;
@@ -200,6 +221,9 @@ impl Args {
         server.shutdown_timeout = self.shutdown_timeout.0;
         server.cleanup_timeout = self.cleanup_timeout.0;
         server.drain_delay = self.drain_delay.0;
+        server.drain_quiet = self.drain_quiet.0;
+        server.drain_min = self.drain_min.0;
+        server.drain_max = self.drain_max.0;
         server.last_call = self.last_call.0;
         server.grace_period = self.grace_period_seconds.map(Duration::from_secs);
         server.restart_exec = self.restart_exec;

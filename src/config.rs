@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::{Limits, MAX_HEADERS_CEILING};
+use crate::lifecycle::drain::DrainPolicy;
 
 /// The longest duration any setting may have. Longer ones are refused by
 /// validation, so no deadline computed from one can overflow.
@@ -37,6 +38,15 @@ pub struct ServerConfig {
     /// [`Server::local_addr`](crate::Server::local_addr)). Default
     /// `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Address of the admin listener, for the platform only (the kubelet):
+    /// `GET /drain` there starts the shutdown's drain and answers when it
+    /// ends; every other request is passed to the handler (so probes can
+    /// use it), and nothing that arrives there counts as traffic for the
+    /// adaptive drain. Keep it unreachable for clients (a port the
+    /// Service does not expose, closed by a NetworkPolicy): whoever reaches
+    /// it can stop the process. A socket-activated one is the socket named
+    /// `admin`. Default `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Worker threads that run the handler. Handlers may block (on a
     /// database), so this is more than the number of cores. Default 16; at
     /// least 1.
@@ -94,8 +104,8 @@ pub struct ServerConfig {
     /// clients), and one that waits more than a second is answered 503.
     /// Default 64 MiB; at least `max_body_bytes`.
     pub max_buffered_bytes: u64,
-    /// Time from the shutdown trigger until requests still running are
-    /// abandoned and queued ones answered 503; includes `drain_delay`.
+    /// Time from the end of the drain (the listener's close) until
+    /// requests still running are abandoned and queued ones answered 503.
     /// Default 30 s; more than zero.
     pub shutdown_timeout: Duration,
     /// Time all cleanup hooks together may take after the drain. Default
@@ -103,8 +113,23 @@ pub struct ServerConfig {
     pub cleanup_timeout: Duration,
     /// Time to keep accepting and serving after the trigger (responses say
     /// `Connection: close`), so load balancers notice the failing
-    /// readiness. Default 0: none; shorter than `shutdown_timeout`.
+    /// readiness: a fixed drain. With `drain_quiet` set, the least the
+    /// adaptive drain lasts (as `drain_min`; the longer of the two wins).
+    /// Default 0: none.
     pub drain_delay: Duration,
+    /// The adaptive drain: after the trigger, keep accepting and serving
+    /// until no new connection and no new request has arrived for this
+    /// long (counted from the trigger when nothing arrived), within
+    /// `drain_min` and `drain_max`. Default 0: off (the drain is
+    /// `drain_delay`).
+    pub drain_quiet: Duration,
+    /// The least the adaptive drain lasts. Default 0; at most `drain_max`;
+    /// needs `drain_quiet`.
+    pub drain_min: Duration,
+    /// The most the adaptive drain lasts, whatever still arrives; what the
+    /// shutdown budget counts for the drain. Default 10 s; at least
+    /// `drain_quiet`, `drain_min` and `drain_delay`.
+    pub drain_max: Duration,
     /// Window in which an idle keep-alive connection may still send one
     /// last request once the listener is closed. Default 300 ms; 0: idle
     /// connections close at once.
@@ -151,6 +176,7 @@ impl Default for ServerConfig {
         let limits = Limits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             workers: 16,
             queue_capacity: 1024,
             max_connections: 1024,
@@ -170,6 +196,9 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             cleanup_timeout: Duration::from_secs(5),
             drain_delay: Duration::ZERO,
+            drain_quiet: Duration::ZERO,
+            drain_min: Duration::ZERO,
+            drain_max: Duration::from_secs(10),
             last_call: Duration::from_millis(300),
             grace_period: None,
             restart_exec: None,
@@ -278,6 +307,9 @@ impl ServerConfig {
             ("shutdown_timeout", self.shutdown_timeout, false),
             ("cleanup_timeout", self.cleanup_timeout, false),
             ("drain_delay", self.drain_delay, true),
+            ("drain_quiet", self.drain_quiet, true),
+            ("drain_min", self.drain_min, true),
+            ("drain_max", self.drain_max, false),
             ("last_call", self.last_call, true),
             ("restart_timeout", self.restart_timeout, false),
         ] {
@@ -292,26 +324,20 @@ impl ServerConfig {
                 ),
             ));
         }
-        if self.drain_delay >= self.shutdown_timeout {
-            return Err(ConfigError::new(
-                "drain_delay",
-                format!(
-                    "is {}, but must be shorter than shutdown_timeout ({}), which it is part of",
-                    humantime::format_duration(self.drain_delay),
-                    humantime::format_duration(self.shutdown_timeout)
-                ),
-            ));
-        }
+        self.validate_drain()?;
         if let Some(grace) = self.grace_period {
-            let needed = self.shutdown_timeout + self.cleanup_timeout;
+            let drain = self.drain_policy().longest();
+            let needed = drain + self.shutdown_timeout + self.cleanup_timeout;
             if needed >= grace {
                 return Err(ConfigError::new(
                     "grace_period",
                     format!(
-                        "is {}, too short for shutdown_timeout ({}) + cleanup_timeout ({}) = {}: \
-                         the platform would kill the process mid-shutdown; raise the grace period \
-                         (terminationGracePeriodSeconds, TimeoutStopSec) or lower the timeouts",
+                        "is {}, too short for the longest drain ({}) + shutdown_timeout ({}) + \
+                         cleanup_timeout ({}) = {}: the platform would kill the process \
+                         mid-shutdown; raise the grace period (terminationGracePeriodSeconds, \
+                         TimeoutStopSec) or lower the timeouts",
                         humantime::format_duration(grace),
+                        humantime::format_duration(drain),
                         humantime::format_duration(self.shutdown_timeout),
                         humantime::format_duration(self.cleanup_timeout),
                         humantime::format_duration(needed),
@@ -320,6 +346,49 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The drain settings must bound the drain: `drain_max` caps every
+    /// part of the adaptive drain, and its settings do nothing without
+    /// `drain_quiet`.
+    fn validate_drain(&self) -> Result<(), ConfigError> {
+        let show = |duration| humantime::format_duration(duration);
+        if self.drain_quiet.is_zero() {
+            if !self.drain_min.is_zero() {
+                return Err(ConfigError::new(
+                    "drain_min",
+                    "needs drain_quiet (the adaptive drain); for a fixed drain, set drain_delay",
+                ));
+            }
+            return Ok(());
+        }
+        for (setting, value) in [
+            ("drain_quiet", self.drain_quiet),
+            ("drain_min", self.drain_min),
+            ("drain_delay", self.drain_delay),
+        ] {
+            if value > self.drain_max {
+                return Err(ConfigError::new(
+                    setting,
+                    format!(
+                        "is {}, longer than drain_max ({}), which caps the adaptive drain",
+                        show(value),
+                        show(self.drain_max)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The drain's settings, for the shutdown sequence.
+    pub(crate) fn drain_policy(&self) -> DrainPolicy {
+        DrainPolicy {
+            delay: self.drain_delay,
+            quiet: self.drain_quiet,
+            min: self.drain_min,
+            max: self.drain_max,
+        }
     }
 
     /// The limits the HTTP engine applies.
@@ -396,12 +465,53 @@ mod tests {
     }
 
     #[test]
-    fn the_drain_delay_is_part_of_the_shutdown_timeout() {
+    fn the_longest_drain_counts_in_the_grace_period() {
         let config = ServerConfig {
-            drain_delay: Duration::from_secs(30),
+            drain_quiet: Duration::from_secs(1),
+            drain_max: Duration::from_secs(10),
+            grace_period: Some(Duration::from_secs(40)),
             ..ServerConfig::default()
         };
-        let error = config.validate().expect_err("30s delay in a 30s shutdown");
-        assert_eq!(error.setting(), "drain_delay");
+        let error = config
+            .validate()
+            .expect_err("10s + 30s + 5s does not fit in 40s");
+        assert_eq!(error.setting(), "grace_period", "{error}");
+        let config = ServerConfig {
+            drain_delay: Duration::from_secs(4),
+            grace_period: Some(Duration::from_secs(40)),
+            ..ServerConfig::default()
+        };
+        config
+            .validate()
+            .expect("without drain_quiet, drain_max does not count: 4s + 30s + 5s fits in 40s");
+    }
+
+    #[test]
+    fn the_adaptive_drain_is_capped_by_drain_max() {
+        for setting in ["drain_quiet", "drain_min", "drain_delay"] {
+            let mut config = ServerConfig {
+                drain_quiet: Duration::from_secs(1),
+                drain_max: Duration::from_secs(5),
+                ..ServerConfig::default()
+            };
+            let too_long = Duration::from_secs(6);
+            match setting {
+                "drain_quiet" => config.drain_quiet = too_long,
+                "drain_min" => config.drain_min = too_long,
+                _ => config.drain_delay = too_long,
+            }
+            let error = config.validate().expect_err("longer than drain_max");
+            assert_eq!(error.setting(), setting, "{error}");
+        }
+    }
+
+    #[test]
+    fn drain_min_without_the_adaptive_drain_is_refused() {
+        let config = ServerConfig {
+            drain_min: Duration::from_secs(1),
+            ..ServerConfig::default()
+        };
+        let error = config.validate().expect_err("drain_min alone does nothing");
+        assert_eq!(error.setting(), "drain_min", "{error}");
     }
 }

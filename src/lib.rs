@@ -235,8 +235,9 @@ pub use http::{
 #[doc(hidden)]
 pub use lifecycle::InFlight;
 pub use lifecycle::{
-    AbandonedRequest, EXIT_CLEAN, EXIT_CLEANUP_FAILED, EXIT_DRAIN_TIMED_OUT, EXIT_FORCED_BASE,
-    EXIT_THREAD_DIED, HookOutcome, HookReport, Outcome, Phase, PhaseDurations, RestartOutcome,
-    RestartRecord, ShutdownHandle, ShutdownReport, SignalListener, Trigger,
+    AbandonedRequest, DrainEnd, DrainSummary, EXIT_CLEAN, EXIT_CLEANUP_FAILED,
+    EXIT_DRAIN_TIMED_OUT, EXIT_FORCED_BASE, EXIT_THREAD_DIED, HookOutcome, HookReport, Outcome,
+    Phase, PhaseDurations, RestartOutcome, RestartRecord, ShutdownHandle, ShutdownReport,
+    SignalListener, Trigger,
 };
 pub use server::{Handler, Server, Stats, StatsSnapshot};

@@ -23,8 +23,11 @@ use yaml_rust2::{Yaml, YamlLoader};
 const READINESS_PATH: &str = "/readyz";
 const LIVENESS_PATH: &str = "/healthz";
 const SERVICE_PORT: i64 = 8080;
+/// The admin listener's port (`ADMIN_LISTEN`), and its drain endpoint.
+const ADMIN_PORT: i64 = 9091;
+const DRAIN_PATH: &str = "/drain";
 
-/// What the pod must still have once preStop, drain, shutdown and cleanup took their maximum.
+/// What the pod must still have once the drain, shutdown and cleanup took their maximum.
 const GRACE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Manifests that `kubectl apply -k kubernetes/` must apply. `secret.example.yaml` is
@@ -280,19 +283,51 @@ fn check_grace_period_on_pod_spec(deployment: &Yaml) -> Violations {
     v
 }
 
-/// The preStop hook is the kubelet's native sleep, so the image needs no shell.
-fn check_pre_stop_sleep(deployment: &Yaml) -> Violations {
-    let Some(api) = api_container(deployment) else {
+/// The preStop hook is an HTTP GET of the drain endpoint on the admin port, so the image needs
+/// no shell and the hook lasts as long as the drain; the admin port is not the one the Service
+/// sends clients to.
+fn check_pre_stop_drain(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
         return vec!["no container named `api`".to_owned()];
     };
-    match api["lifecycle"]["preStop"]["sleep"]["seconds"].as_i64() {
-        Some(s) if s > 0 => vec![],
-        _ => vec!["container `api` needs lifecycle.preStop.sleep.seconds > 0".to_owned()],
+    let get = &api["lifecycle"]["preStop"]["httpGet"];
+    if !get.is_hash() {
+        return vec![
+            "container `api` needs lifecycle.preStop.httpGet (the drain endpoint)".to_owned(),
+        ];
     }
+    let mut v = Violations::new();
+    if get["path"].as_str() != Some(DRAIN_PATH) {
+        v.push(format!(
+            "preStop.httpGet.path is {}, expected {DRAIN_PATH:?}",
+            show(&get["path"])
+        ));
+    }
+    if resolve_port(api, &get["port"]) != Some(ADMIN_PORT) {
+        v.push(format!(
+            "preStop.httpGet.port {} is not the admin port {ADMIN_PORT}",
+            show(&get["port"])
+        ));
+    }
+    if !matches!(get["scheme"].as_str(), None | Some("HTTP")) {
+        v.push("preStop.httpGet must use plain HTTP".to_owned());
+    }
+    for port in items(&m.service["spec"]["ports"]) {
+        if resolve_port(api, &port["targetPort"]) == Some(ADMIN_PORT) {
+            v.push(format!(
+                "Service port {} sends clients to the admin port {ADMIN_PORT}: anyone could \
+                 drain a pod through it",
+                show(&port["port"])
+            ));
+        }
+    }
+    v
 }
 
-/// terminationGracePeriodSeconds >= preStop sleep + DRAIN_DELAY + SHUTDOWN_TIMEOUT
-/// + CLEANUP_TIMEOUT + margin, so the kubelet never SIGKILLs a pod that is still draining.
+/// terminationGracePeriodSeconds >= the longest drain + SHUTDOWN_TIMEOUT + CLEANUP_TIMEOUT +
+/// margin, so the kubelet never SIGKILLs a pod that is still draining. The drain starts with
+/// the preStop hook, when the grace period does; its longest is DRAIN_MAX with the adaptive
+/// drain (DRAIN_QUIET set), DRAIN_DELAY without.
 fn check_grace_budget(m: &Manifests) -> Violations {
     let Some(api) = api_container(&m.deployment) else {
         return vec!["no container named `api`".to_owned()];
@@ -301,17 +336,17 @@ fn check_grace_budget(m: &Manifests) -> Violations {
         return vec!["spec.template.spec.terminationGracePeriodSeconds is missing".to_owned()];
     };
     let grace = Duration::from_secs(grace.max(0).unsigned_abs());
-    let pre_stop = api["lifecycle"]["preStop"]["sleep"]["seconds"]
-        .as_i64()
-        .map_or(Duration::ZERO, |s| {
-            Duration::from_secs(s.max(0).unsigned_abs())
-        });
-
+    let adaptive = env_value(api, "DRAIN_QUIET", m)
+        .and_then(|text| parse_duration(&text))
+        .is_ok_and(|quiet| !quiet.is_zero());
+    let drain = if adaptive { "DRAIN_MAX" } else { "DRAIN_DELAY" };
     let mut v = Violations::new();
-    let mut parts = vec![("preStop sleep", pre_stop)];
-    for var in ["DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "CLEANUP_TIMEOUT"] {
+    let mut parts = Vec::new();
+    for var in [drain, "SHUTDOWN_TIMEOUT", "CLEANUP_TIMEOUT"] {
         match env_value(api, var, m).and_then(|text| parse_duration(&text)) {
             Ok(d) => parts.push((var, d)),
+            // No fixed drain delay is none.
+            Err(_) if var == "DRAIN_DELAY" => parts.push((var, Duration::ZERO)),
             Err(err) => v.push(format!("cannot compute the shutdown budget: {err}")),
         }
     }
@@ -353,7 +388,7 @@ fn check_grace_period_env(m: &Manifests) -> Violations {
 }
 
 /// Readiness on /readyz (503 while draining), liveness and startup on /healthz, all on the
-/// port the service listens on.
+/// admin port, whose connections do not count as traffic that keeps the drain open.
 fn check_probes(deployment: &Yaml) -> Violations {
     let Some(api) = api_container(deployment) else {
         return vec!["no container named `api`".to_owned()];
@@ -375,9 +410,9 @@ fn check_probes(deployment: &Yaml) -> Violations {
                 show(&get["path"])
             ));
         }
-        if resolve_port(api, &get["port"]) != Some(SERVICE_PORT) {
+        if resolve_port(api, &get["port"]) != Some(ADMIN_PORT) {
             v.push(format!(
-                "{probe} port {} is not the container port {SERVICE_PORT}",
+                "{probe} port {} is not the admin port {ADMIN_PORT}",
                 show(&get["port"])
             ));
         }
@@ -545,10 +580,16 @@ fn check_listen_addr(m: &Manifests) -> Violations {
         Ok(addr) => v.push(format!("LISTEN_ADDR is {addr:?}, expected {expected:?}")),
         Err(err) => v.push(err),
     }
-    if resolve_port(api, &Yaml::Integer(SERVICE_PORT)).is_none() {
-        v.push(format!(
-            "container `api` declares no containerPort {SERVICE_PORT}"
-        ));
+    let admin = format!("0.0.0.0:{ADMIN_PORT}");
+    match env_value(api, "ADMIN_LISTEN", m) {
+        Ok(addr) if addr == admin => {}
+        Ok(addr) => v.push(format!("ADMIN_LISTEN is {addr:?}, expected {admin:?}")),
+        Err(err) => v.push(err),
+    }
+    for port in [SERVICE_PORT, ADMIN_PORT] {
+        if resolve_port(api, &Yaml::Integer(port)).is_none() {
+            v.push(format!("container `api` declares no containerPort {port}"));
+        }
     }
     v
 }
@@ -559,7 +600,13 @@ fn check_durations_from_configmap(m: &Manifests) -> Violations {
         return vec!["no container named `api`".to_owned()];
     };
     let mut v = Violations::new();
-    for var in ["DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "CLEANUP_TIMEOUT"] {
+    for var in [
+        "DRAIN_QUIET",
+        "DRAIN_MIN",
+        "DRAIN_MAX",
+        "SHUTDOWN_TIMEOUT",
+        "CLEANUP_TIMEOUT",
+    ] {
         match env_source(api, var, m) {
             EnvSource::ConfigMap { name, .. } if name == name_of(&m.configmap) => {
                 if let Err(err) = env_value(api, var, m).and_then(|text| parse_duration(&text)) {
@@ -766,12 +813,12 @@ fn grace_period_is_set_on_the_pod_spec_and_not_on_the_container() {
 }
 
 #[test]
-fn pre_stop_hook_is_a_native_sleep() {
-    assert_keeps("preStop hook", check_pre_stop_sleep(&load().deployment));
+fn pre_stop_hook_asks_for_the_drain_on_the_admin_port_which_the_service_does_not_expose() {
+    assert_keeps("preStop hook", check_pre_stop_drain(&load()));
 }
 
 #[test]
-fn grace_period_covers_pre_stop_drain_shutdown_and_cleanup_with_a_margin() {
+fn grace_period_covers_the_longest_drain_shutdown_and_cleanup_with_a_margin() {
     assert_keeps("grace budget", check_grace_budget(&load()));
 }
 
@@ -781,7 +828,7 @@ fn service_is_told_its_grace_period() {
 }
 
 #[test]
-fn probes_check_readyz_and_healthz_on_the_container_port() {
+fn probes_check_readyz_and_healthz_on_the_admin_port() {
     assert_keeps("probes", check_probes(&load().deployment));
 }
 
@@ -918,8 +965,56 @@ fn grace_period_shorter_than_the_shutdown_budget_is_reported() {
 
     assert_reports(
         &check_grace_budget(&m),
-        "terminationGracePeriodSeconds 41s is shorter than the shutdown budget 42s = preStop sleep 5s \
-         + DRAIN_DELAY 0s + SHUTDOWN_TIMEOUT 30s + CLEANUP_TIMEOUT 5s + margin 2s",
+        "terminationGracePeriodSeconds 41s is shorter than the shutdown budget 45s = DRAIN_MAX 8s \
+         + SHUTDOWN_TIMEOUT 30s + CLEANUP_TIMEOUT 5s + margin 2s",
+    );
+}
+
+#[test]
+fn drain_max_raised_past_the_grace_period_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.configmap,
+        "data",
+        "DRAIN_MAX",
+        Yaml::String("20s".to_owned()),
+    );
+
+    assert_reports(
+        &check_grace_budget(&m),
+        "shorter than the shutdown budget 57s = DRAIN_MAX 20s",
+    );
+}
+
+#[test]
+fn pre_stop_drain_on_the_service_port_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.deployment,
+        &format!("{API}.lifecycle.preStop.httpGet"),
+        "port",
+        Yaml::String("http".to_owned()),
+    );
+
+    assert_reports(
+        &check_pre_stop_drain(&m),
+        "preStop.httpGet.port \"http\" is not the admin port 9091",
+    );
+}
+
+#[test]
+fn a_service_port_onto_the_admin_port_is_reported() {
+    let mut m = load();
+    set(
+        &mut m.service,
+        "spec.ports.0",
+        "targetPort",
+        Yaml::String("admin".to_owned()),
+    );
+
+    assert_reports(
+        &check_pre_stop_drain(&m),
+        "sends clients to the admin port 9091: anyone could drain a pod through it",
     );
 }
 
@@ -935,7 +1030,7 @@ fn shutdown_timeout_raised_past_the_grace_period_is_reported() {
 
     assert_reports(
         &check_grace_budget(&m),
-        "shorter than the shutdown budget 132s",
+        "shorter than the shutdown budget 135s",
     );
 }
 
@@ -1000,7 +1095,7 @@ fn probe_on_an_undeclared_port_is_reported() {
 
     assert_reports(
         &check_probes(&d),
-        "livenessProbe port 9090 is not the container port 8080",
+        "livenessProbe port 9090 is not the admin port 9091",
     );
 }
 

@@ -1,16 +1,16 @@
 //! The kubelet's termination sequence, played against the real binary with the values that
 //! `kubernetes/deployment.yaml` and `kubernetes/configmap.yaml` give it.
 //!
-//! When a pod is deleted, the kubelet runs the preStop hook (a sleep), then sends SIGTERM, and
-//! sends SIGKILL if the container is still running `terminationGracePeriodSeconds` after the
-//! preStop hook *started*. Here the service is started with the environment the manifests give
-//! its container, put under keep-alive load, and taken through that sequence: the preStop sleep
-//! sends no signal (traffic and `/readyz` go on as before), SIGTERM drains it, and SIGKILL comes
-//! only at the grace period's end, which a correct service never reaches.
-//!
-//! Only the preStop sleep is shortened (by [`PRE_STOP_SPEEDUP`]), to keep the test short; the
-//! SIGKILL deadline is computed as if it had taken its full time, and the service runs with the
-//! manifests' real timeouts.
+//! When a pod is deleted, the pod leaves the Service endpoints and the kubelet runs the preStop
+//! hook: an HTTP GET of the drain endpoint on the admin port, which the service answers once its
+//! drain has ended. Then the kubelet sends SIGTERM, and SIGKILL if the container is still
+//! running `terminationGracePeriodSeconds` after the preStop hook *started*. Here the service is
+//! started with the environment the manifests give its container and put under keep-alive
+//! load; then the deletion is played: the hook is called, and while kube-proxy and the ingress
+//! controllers have not all heard of it (endpoint propagation, played as [`PROPAGATION`]) new
+//! connections keep coming; then clients go elsewhere. The hook must be answered once traffic
+//! has stopped for `DRAIN_QUIET`, SIGTERM follows, and SIGKILL comes only at the grace period's
+//! end, which a correct service never reaches.
 //!
 //! `tests/kubernetes_manifests.rs` checks the manifests as documents; this file checks that the
 //! process behaves as they promise.
@@ -21,17 +21,25 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, ExitStatus, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use support::arrivals::NewConnections;
 use support::manifests::{api_container, items, load_one, parse_duration, pod_spec};
 use support::server_process::run_bounded;
-use support::{Client, DRAINING_LOG, Dial, LISTENER_CLOSED_LOG, Service, dial};
+use support::{Client, Dial, Service, dial, get};
 use yaml_rust2::Yaml;
 
-/// The preStop sleep is played this many times faster than the manifest says. Nothing else is
-/// scaled: the kubelet's SIGKILL deadline counts the preStop sleep at its manifest value.
-const PRE_STOP_SPEEDUP: u32 = 5;
+/// How long new connections keep coming once the hook has started: kube-proxy and the ingress
+/// controllers hearing of the deletion one after another.
+const PROPAGATION: Duration = Duration::from_millis(1500);
+/// The pace of the new connections during [`PROPAGATION`], besides the load clients'.
+const PROPAGATION_PACE: Duration = Duration::from_millis(50);
+/// How much later than `DRAIN_QUIET` after the last new connection the drain may end: the
+/// coordinator's wake-up and a loaded machine's scheduling.
+const LATE_MARGIN: Duration = Duration::from_millis(400);
 /// Keep-alive clients looping over [`CLIENT_CYCLE`].
 const LOAD_CLIENTS: usize = 8;
 /// What each load client asks, in turn, as soon as it has the previous answer.
@@ -43,9 +51,9 @@ const SLEEP_MS: usize = 50;
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest wait for a log line that shows a shutdown step was reached.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
-/// From SIGTERM to exit when every request takes 50 ms: the requests in flight, the last call
-/// for idle keep-alive connections (300 ms by default), the cleanup hooks. This is "well before
-/// the grace period", with room for a loaded two-core machine.
+/// From the preStop hook's answer to exit when every request takes 50 ms: the requests in
+/// flight, the last call for idle keep-alive connections (300 ms by default), the cleanup
+/// hooks. This is "well before the grace period", with room for a loaded two-core machine.
 const EXPECTED_EXIT_WITHIN: Duration = Duration::from_secs(5);
 /// Longest wait for a process to be reaped once SIGKILL was sent.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,18 +73,21 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
 struct PodTermination {
     /// `spec.template.spec.terminationGracePeriodSeconds`: from the start of preStop to SIGKILL.
     grace_period: Duration,
-    /// `lifecycle.preStop.sleep.seconds` of the `api` container.
-    pre_stop: Duration,
-    /// The container's `DRAIN_DELAY`.
-    drain_delay: Duration,
+    /// `lifecycle.preStop.httpGet.path` of the `api` container.
+    pre_stop_path: String,
+    /// The container's `DRAIN_QUIET`, `DRAIN_MIN` and `DRAIN_MAX`.
+    drain_quiet: Duration,
+    drain_min: Duration,
+    drain_max: Duration,
     /// The container's `SHUTDOWN_TIMEOUT`.
     shutdown_timeout: Duration,
     /// The container's `CLEANUP_TIMEOUT`.
     cleanup_timeout: Duration,
     /// The container's environment as the kubelet builds it (`envFrom` the ConfigMap, then the
     /// literal `env` values), minus what cannot apply to a process on 127.0.0.1 in a test:
-    /// `LISTEN_ADDR` (replaced by `--listen 127.0.0.1:0`), values from Secrets (no PostgreSQL
-    /// or Redis here: the in-memory store) and `RUST_LOG` (the test reads the `info` log).
+    /// `LISTEN_ADDR` and `ADMIN_LISTEN` (replaced by `--listen 127.0.0.1:0` and
+    /// `--admin-listen 127.0.0.1:0`), values from Secrets (no PostgreSQL or Redis here: the
+    /// in-memory store) and `RUST_LOG` (the test reads the `info` log).
     env: BTreeMap<String, String>,
 }
 
@@ -99,9 +110,15 @@ impl PodTermination {
             &pod["terminationGracePeriodSeconds"],
             "deployment.yaml spec.template.spec.terminationGracePeriodSeconds",
         );
-        let pre_stop = seconds_field(
-            &api["lifecycle"]["preStop"]["sleep"]["seconds"],
-            "deployment.yaml container `api` lifecycle.preStop.sleep.seconds",
+        let hook = &api["lifecycle"]["preStop"]["httpGet"];
+        let pre_stop_path = hook["path"]
+            .as_str()
+            .expect("deployment.yaml container `api` has lifecycle.preStop.httpGet.path")
+            .to_owned();
+        assert_eq!(
+            hook["port"].as_str(),
+            Some("admin"),
+            "the preStop hook goes to the container port named `admin` (ADMIN_LISTEN)"
         );
 
         // envFrom first (a later source wins), then env, which wins over envFrom.
@@ -137,8 +154,9 @@ impl PodTermination {
                 }
             }
         }
-        env.remove("LISTEN_ADDR");
-        env.remove("RUST_LOG");
+        for replaced in ["LISTEN_ADDR", "ADMIN_LISTEN", "RUST_LOG"] {
+            env.remove(replaced);
+        }
 
         let duration_of = |var: &str| {
             let text = env.get(var).unwrap_or_else(|| {
@@ -149,7 +167,9 @@ impl PodTermination {
             });
             parse_duration(text).unwrap_or_else(|error| panic!("{var}: {error}"))
         };
-        let drain_delay = duration_of("DRAIN_DELAY");
+        let drain_quiet = duration_of("DRAIN_QUIET");
+        let drain_min = duration_of("DRAIN_MIN");
+        let drain_max = duration_of("DRAIN_MAX");
         let shutdown_timeout = duration_of("SHUTDOWN_TIMEOUT");
         let cleanup_timeout = duration_of("CLEANUP_TIMEOUT");
         let grace_env = env
@@ -161,25 +181,14 @@ impl PodTermination {
         );
         Self {
             grace_period,
-            pre_stop,
-            drain_delay,
+            pre_stop_path,
+            drain_quiet,
+            drain_min,
+            drain_max,
             shutdown_timeout,
             cleanup_timeout,
             env,
         }
-    }
-
-    /// What the grace period leaves once the preStop sleep is over: the kubelet SIGKILLs the
-    /// container this long after SIGTERM.
-    fn after_pre_stop(&self) -> Duration {
-        self.grace_period
-            .checked_sub(self.pre_stop)
-            .unwrap_or_else(|| {
-                panic!(
-                    "the preStop sleep {:?} is longer than terminationGracePeriodSeconds {:?}",
-                    self.pre_stop, self.grace_period
-                )
-            })
     }
 
     fn env_pairs(&self) -> Vec<(&str, &str)> {
@@ -213,15 +222,22 @@ struct ClientRecord {
     id: usize,
     answers: Vec<Answer>,
     connections: u32,
-    /// Whether the client ended on a refused connect, as it should.
-    refused_at_end: bool,
+    /// Whether the client went elsewhere once the endpoints had dropped the pod, as it should:
+    /// at its first `Connection: close` after [`PROPAGATION`].
+    went_elsewhere: bool,
     /// Lost requests and failed connects, described.
     failures: Vec<String>,
 }
 
-/// A keep-alive client: it writes its next request as soon as it has an answer, reconnects
-/// after `Connection: close`, and ends when a connect is refused.
-fn run_load_client(id: usize, addr: SocketAddr, first_answer: &Sender<usize>) -> ClientRecord {
+/// A keep-alive client: it writes its next request as soon as it has an answer and reconnects
+/// after `Connection: close`, until `propagated` is set: then it goes elsewhere at its next
+/// `Connection: close`. A refused connect ends it as a failure.
+fn run_load_client(
+    id: usize,
+    addr: SocketAddr,
+    first_answer: &Sender<usize>,
+    propagated: &AtomicBool,
+) -> ClientRecord {
     let mut record = ClientRecord {
         id,
         ..ClientRecord::default()
@@ -232,7 +248,10 @@ fn run_load_client(id: usize, addr: SocketAddr, first_answer: &Sender<usize>) ->
         let mut client = match dial(addr) {
             Dial::Accepted(stream) => Client::from_stream(stream),
             Dial::Refused => {
-                record.refused_at_end = true;
+                record.failures.push(format!(
+                    "client {id}: connect {} refused while the endpoints still sent it here",
+                    record.connections + 1
+                ));
                 return record;
             }
             Dial::Failed(error) => {
@@ -288,6 +307,10 @@ fn run_load_client(id: usize, addr: SocketAddr, first_answer: &Sender<usize>) ->
             });
             previous = Some(answered);
             if closes {
+                if propagated.load(Ordering::SeqCst) {
+                    record.went_elsewhere = true;
+                    return record;
+                }
                 break;
             }
         }
@@ -347,7 +370,7 @@ fn wait_or_sigkill(mut service: Service, sigkill_at: Instant) -> Ending {
 }
 
 #[test]
-fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_no_request() {
+fn a_pod_deleted_under_load_drains_until_traffic_stops_within_its_grace_period_and_loses_nothing() {
     let pod = PodTermination::from_manifests();
     eprintln!("from the manifests: {pod:?}");
 
@@ -355,19 +378,41 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
     // (logging `listening on`) is the first assertion. `start_with_env` panics with the log
     // (and its configuration error) otherwise.
     let env = pod.env_pairs();
-    let service = Service::start_with_env(&["--enable-test-routes"], &env);
+    let service = Service::start_with_env(
+        &["--enable-test-routes", "--admin-listen", "127.0.0.1:0"],
+        &env,
+    );
     let addr = service.addr;
+    let admin = service.admin_addr();
+
+    // 0. The drain endpoint is not on the port the Service sends clients to.
+    let through_service = get(addr, &pod.pre_stop_path);
+    assert_eq!(
+        through_service.status,
+        404,
+        "GET {} on the service port: {}",
+        pod.pre_stop_path,
+        through_service.text()
+    );
+    assert_eq!(
+        get(addr, "/readyz").status,
+        200,
+        "GET {} on the service port began a drain",
+        pod.pre_stop_path
+    );
 
     // 1. Load.
+    let propagated = Arc::new(AtomicBool::new(false));
     let (first_tx, first_rx) = crossbeam_channel::unbounded();
     let (record_tx, record_rx) = crossbeam_channel::unbounded();
     for id in 0..LOAD_CLIENTS {
         let first_tx = first_tx.clone();
         let record_tx = record_tx.clone();
+        let propagated = Arc::clone(&propagated);
         std::thread::Builder::new()
             .name(format!("load-client-{id}"))
             .spawn(move || {
-                let _ = record_tx.send(run_load_client(id, addr, &first_tx));
+                let _ = record_tx.send(run_load_client(id, addr, &first_tx, &propagated));
             })
             .expect("spawn a load client");
     }
@@ -382,25 +427,36 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
         });
     }
 
-    // 2. preStop: the pod leaves the endpoints and the kubelet sleeps; no signal yet. The grace
-    // period runs from here, with the preStop sleep counted at its manifest value.
+    // 2. preStop: the pod leaves the endpoints and the kubelet calls the hook, which returns
+    // when the drain has ended. The grace period runs from here.
     let pre_stop_started = Instant::now();
-    let played_pre_stop = pod.pre_stop / PRE_STOP_SPEEDUP;
-    let sigkill_at = pre_stop_started + played_pre_stop + pod.after_pre_stop();
-    // The passage of time is what is played here, not a synchronisation.
-    std::thread::sleep(played_pre_stop);
-    assert!(
-        !service.log_text().contains("shutdown:"),
-        "the service began a shutdown during the preStop sleep, before any signal; log:\n{}",
-        service.log_text()
-    );
-
-    // 3. SIGTERM; the clients go on.
-    let sigterm_sent = Instant::now();
-    service.signal("TERM");
-    service.wait_for_log(DRAINING_LOG, LOG_TIMEOUT);
+    let sigkill_at = pre_stop_started + pod.grace_period;
+    let hook = {
+        let path = pod.pre_stop_path.clone();
+        std::thread::spawn(move || {
+            let answer = get(admin, &path);
+            (answer, Instant::now())
+        })
+    };
+    service.wait_for_log("shutdown: drain_request received", LOG_TIMEOUT);
     let draining_seen = Instant::now();
-    service.wait_for_log(LISTENER_CLOSED_LOG, LOG_TIMEOUT);
+    // New connections keep coming while the deletion propagates; then every client goes
+    // elsewhere. The passage of time is what is played here, not a synchronisation.
+    let newcomers = NewConnections::start(
+        addr,
+        PROPAGATION_PACE,
+        pre_stop_started + PROPAGATION,
+        draining_seen,
+    );
+    std::thread::sleep(PROPAGATION.saturating_sub(pre_stop_started.elapsed()));
+    propagated.store(true, Ordering::SeqCst);
+    let newcomers = newcomers.finish();
+    let (hook_answer, hook_done) = hook.join().expect("the preStop hook");
+
+    // 3. SIGTERM once the hook returned, as the kubelet does; the process may have exited by
+    // then (it finishes its shutdown by itself once drained).
+    let mut service = service;
+    let sigterm_found_it_running = service.signal_unless_exited("TERM");
     let refused_after_close = match dial(addr) {
         Dial::Refused => Ok(()),
         Dial::Accepted(_) => Err("accepted".to_owned()),
@@ -410,7 +466,7 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
     // 4. SIGKILL only if it is still running when the grace period ends.
     let ending = wait_or_sigkill(service, sigkill_at);
     let service = ending.service;
-    let took = ending.at - sigterm_sent;
+    let took = ending.at - hook_done;
 
     let clients_deadline = Instant::now() + CLIENTS_END_TIMEOUT;
     let mut records: Vec<ClientRecord> = (0..LOAD_CLIENTS)
@@ -428,31 +484,34 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
     // 5. What the kubelet saw.
     assert!(
         !ending.killed,
-        "the service was still running at the end of the grace period ({:?} after SIGTERM: \
-         terminationGracePeriodSeconds {:?} minus the preStop sleep {:?}) and the kubelet SIGKILLed \
-         it; log:\n{}",
-        pod.after_pre_stop(),
+        "the service was still running at the end of the grace period ({:?} after the preStop \
+         hook started) and the kubelet SIGKILLed it; log:\n{}",
         pod.grace_period,
-        pod.pre_stop,
         service.log_text()
     );
     assert_eq!(
         ending.status.code(),
         Some(0),
-        "exit status after SIGTERM ({:?}); log:\n{}",
+        "exit status ({:?}); log:\n{}",
         ending.status,
         service.log_text()
     );
+    assert_eq!(
+        hook_answer.status,
+        200,
+        "the preStop hook's answer: {}",
+        hook_answer.text()
+    );
+    let hook_took = hook_done - pre_stop_started;
     let remaining = sigkill_at.saturating_duration_since(ending.at);
     eprintln!(
-        "exited {took:?} after SIGTERM; {remaining:?} of the grace period were left (SIGKILL would \
-         have come {:?} after SIGTERM)",
-        pod.after_pre_stop()
+        "preStop hook answered after {hook_took:?}; exited {took:?} after it (SIGTERM found it \
+         running: {sigterm_found_it_running}); {remaining:?} of the grace period were left"
     );
     assert!(
         took < EXPECTED_EXIT_WITHIN,
-        "the service took {took:?} from SIGTERM to exit; with 50 ms requests it should take well \
-         under {EXPECTED_EXIT_WITHIN:?} (SHUTDOWN_TIMEOUT is {:?}); log:\n{}",
+        "the service took {took:?} from the hook's answer to exit; with 50 ms requests it should \
+         take well under {EXPECTED_EXIT_WITHIN:?} (SHUTDOWN_TIMEOUT is {:?}); log:\n{}",
         pod.shutdown_timeout,
         service.log_text()
     );
@@ -461,45 +520,49 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
     let failures: Vec<&str> = records
         .iter()
         .flat_map(|record| record.failures.iter().map(String::as_str))
+        .chain(newcomers.failures.iter().map(String::as_str))
         .collect();
     assert!(
-        failures.is_empty(),
-        "{} requests lost or connects failed:\n{}\nlog:\n{}",
+        failures.is_empty() && newcomers.refused == 0,
+        "{} requests lost or connects failed, {} new connections refused:\n{}\nlog:\n{}",
         failures.len(),
+        newcomers.refused,
         failures.join("\n"),
         service.log_text()
     );
-    let not_refused: Vec<usize> = records
+    assert!(
+        newcomers.answered > 0,
+        "no new connection during the propagation"
+    );
+    let stayed: Vec<usize> = records
         .iter()
-        .filter(|record| !record.refused_at_end)
+        .filter(|record| !record.went_elsewhere)
         .map(|record| record.id)
         .collect();
     assert!(
-        not_refused.is_empty(),
-        "load clients {not_refused:?} did not end on a refused connect"
+        stayed.is_empty(),
+        "load clients {stayed:?} did not go elsewhere"
     );
     if let Err(how) = refused_after_close {
         panic!(
-            "a connect once the service had logged {LISTENER_CLOSED_LOG:?} was {how}; expected \
-             ECONNREFUSED"
+            "a connect once the preStop hook was answered was {how}; expected ECONNREFUSED \
+             (the listener closes when the drain ends)"
         );
     }
 
     let mut wrong = Vec::new();
     let (mut readyz_503, mut closing) = (0, 0);
     for record in &records {
-        let in_pre_stop = |answer: &&Answer| {
-            answer.written >= pre_stop_started && answer.answered <= sigterm_sent
-        };
-        let served_in_pre_stop = record.answers.iter().filter(in_pre_stop).count();
-        if served_in_pre_stop == 0 {
-            wrong.push(format!(
-                "client {}: no request answered during the preStop sleep",
-                record.id
-            ));
+        let id = record.id;
+        let during_drain = record
+            .answers
+            .iter()
+            .filter(|answer| answer.written >= draining_seen && answer.answered <= hook_done)
+            .count();
+        if during_drain == 0 {
+            wrong.push(format!("client {id}: no request answered during the drain"));
         }
         for answer in &record.answers {
-            let id = record.id;
             let Answer {
                 path,
                 status,
@@ -509,10 +572,10 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
             } = answer;
             closing += u64::from(*closes);
             if *path == "/readyz" {
-                if answer.answered < sigterm_sent && *status != 200 {
+                if answer.answered < pre_stop_started && *status != 200 {
                     wrong.push(format!(
-                        "client {id}: /readyz answered {status} {body:?} before SIGTERM was sent; \
-                         expected 200 (the preStop sleep does not make the pod unready)"
+                        "client {id}: /readyz answered {status} {body:?} before the preStop hook; \
+                         expected 200"
                     ));
                 }
                 if answer.written > draining_seen && *status != 503 {
@@ -527,48 +590,65 @@ fn a_pod_deleted_under_keep_alive_load_drains_within_its_grace_period_and_loses_
                     "client {id}: GET {path} answered {status} {body:?}; expected 200 \"ok\""
                 ));
             }
-            if *closes && answer.answered < sigterm_sent {
+            if *closes && answer.answered < pre_stop_started {
                 wrong.push(format!(
-                    "client {id}: GET {path} answered with Connection: close before SIGTERM was sent"
+                    "client {id}: GET {path} answered with Connection: close before the preStop hook"
                 ));
             }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    let readyz_in_pre_stop = records
-        .iter()
-        .flat_map(|record| &record.answers)
-        .filter(|answer| {
-            answer.path == "/readyz"
-                && answer.written >= pre_stop_started
-                && answer.answered <= sigterm_sent
-        })
-        .count();
-    assert!(
-        readyz_in_pre_stop > 0,
-        "no /readyz was answered during the preStop sleep"
-    );
 
-    // What the service says. Every answer after SIGTERM carries Connection: close (these
-    // clients do not pipeline), and only those: they are the requests it drained.
+    // What the service says. Every answer once the hook was called carries Connection: close
+    // (these clients do not pipeline), and only those: they are the requests it drained.
     let report = service.report();
-    assert_eq!(report["trigger"], "SIGTERM", "report {report}");
+    assert_eq!(report["trigger"], "drain_request", "report {report}");
     assert_eq!(report["outcome"], "clean", "report {report}");
     assert_eq!(report["requests_abandoned"], 0, "report {report}");
     assert_eq!(report["requests_refused_503"], 0, "report {report}");
     support::assert_nothing_lost(&report);
+    // The hook's own answer is drained too.
     assert_eq!(
-        report["requests_drained"], closing,
-        "report {report} vs {closing} answers with Connection: close"
+        report["requests_drained"],
+        closing + newcomers.answered + 1,
+        "report {report} vs {closing} load answers, {} new connections and the hook's answer, \
+         with Connection: close",
+        newcomers.answered
+    );
+    assert_eq!(
+        hook_answer.json()["drain"],
+        report["drain"],
+        "the hook's answer is the report's drain"
+    );
+    let drain = &report["drain"];
+    assert_eq!(drain["reason"], "quiet", "report {report}");
+    let length = Duration::from_millis(drain["length_ms"].as_u64().expect("drain.length_ms"));
+    let last = Duration::from_millis(
+        drain["last_connection_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no new connection counted: {report}")),
+    );
+    assert!(
+        length >= last + pod.drain_quiet && length <= last + pod.drain_quiet + LATE_MARGIN,
+        "the drain lasted {length:?}, its last new connection at {last:?}: expected it to end \
+         DRAIN_QUIET {:?} after that, within {LATE_MARGIN:?}",
+        pod.drain_quiet
+    );
+    assert!(
+        length >= pod.drain_min && length < pod.drain_max,
+        "the drain lasted {length:?}; DRAIN_MIN {:?}, DRAIN_MAX {:?}",
+        pod.drain_min,
+        pod.drain_max
     );
 
     let answers: usize = records.iter().map(|record| record.answers.len()).sum();
     let connections: u32 = records.iter().map(|record| record.connections).sum();
     eprintln!(
-        "{answers} answers on {connections} connections ({readyz_in_pre_stop} /readyz 200 during the \
-         preStop sleep of {played_pre_stop:?} played for {:?}, {readyz_503} /readyz 503 while \
-         draining, {closing} drained); report {report}",
-        pod.pre_stop
+        "drain {length:?} (last new connection at {last:?}, propagation played for \
+         {PROPAGATION:?}); {answers} load answers on {connections} connections, {} new \
+         connections answered, {readyz_503} /readyz 503 while draining, {closing} load answers \
+         drained; report {report}",
+        newcomers.answered
     );
 }
 
@@ -596,23 +676,21 @@ fn run_expecting_refusal(env: &[(&str, &str)]) -> Output {
 fn the_kubelet_never_cuts_a_drain_short_and_a_grace_period_too_short_is_refused_at_start() {
     let pod = PodTermination::from_manifests();
 
-    // Every phase at its maximum still ends before SIGKILL. (SHUTDOWN_TIMEOUT already includes
-    // DRAIN_DELAY, so adding both overcounts: the check errs on the safe side.)
-    let budget = pod.pre_stop + pod.drain_delay + pod.shutdown_timeout + pod.cleanup_timeout;
+    // Every phase at its maximum still ends before SIGKILL: the drain (started by the preStop
+    // hook, when the grace period starts) at DRAIN_MAX, then SHUTDOWN_TIMEOUT, then the cleanup.
+    let needed = pod.drain_max + pod.shutdown_timeout + pod.cleanup_timeout;
     assert!(
-        budget < pod.grace_period,
-        "preStop sleep {:?} + DRAIN_DELAY {:?} + SHUTDOWN_TIMEOUT {:?} + CLEANUP_TIMEOUT {:?} = \
-         {budget:?} does not fit in terminationGracePeriodSeconds {:?}: the kubelet could SIGKILL \
-         the pod while it is still draining",
-        pod.pre_stop,
-        pod.drain_delay,
+        needed < pod.grace_period,
+        "DRAIN_MAX {:?} + SHUTDOWN_TIMEOUT {:?} + CLEANUP_TIMEOUT {:?} = {needed:?} does not fit \
+         in terminationGracePeriodSeconds {:?}: the kubelet could SIGKILL the pod while it is \
+         still draining",
+        pod.drain_max,
         pod.shutdown_timeout,
         pod.cleanup_timeout,
         pod.grace_period
     );
 
     // The service checks its own timeouts against GRACE_PERIOD_SECONDS at start.
-    let needed = pod.shutdown_timeout + pod.cleanup_timeout;
     let too_short = needed
         .checked_sub(Duration::from_nanos(1))
         .unwrap_or_default()
@@ -631,8 +709,9 @@ fn the_kubelet_never_cuts_a_drain_short_and_a_grace_period_too_short_is_refused_
     );
     assert!(
         output.status.code().is_some_and(|code| code != 0),
-        "with GRACE_PERIOD_SECONDS={too_short} < SHUTDOWN_TIMEOUT {:?} + CLEANUP_TIMEOUT {:?}: \
-         exit status {:?}, expected a non-zero exit code; stderr:\n{stderr}",
+        "with GRACE_PERIOD_SECONDS={too_short} < DRAIN_MAX {:?} + SHUTDOWN_TIMEOUT {:?} + \
+         CLEANUP_TIMEOUT {:?}: exit status {:?}, expected a non-zero exit code; stderr:\n{stderr}",
+        pod.drain_max,
         pod.shutdown_timeout,
         pod.cleanup_timeout,
         output.status

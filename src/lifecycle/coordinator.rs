@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::drain::{DrainEnd, DrainPolicy};
 use super::report::{AbandonedRequest, Outcome, PhaseDurations, ShutdownReport};
 use super::restarts::RestartOutcome;
 use super::state::{Lifecycle, Phase, Trigger};
@@ -36,7 +37,7 @@ pub(crate) trait Drain {
 /// The timeouts the sequence runs against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
-    pub(crate) drain_delay: Duration,
+    pub(crate) drain: DrainPolicy,
     pub(crate) shutdown: Duration,
     pub(crate) last_call: Duration,
     pub(crate) cleanup: Duration,
@@ -49,11 +50,13 @@ fn millis(duration: Duration) -> u64 {
 /// Waits for a shutdown trigger, then runs the shutdown:
 ///
 /// 1. Draining: `/readyz` turns 503 and responses say `Connection: close`
-///    at once; connections are still accepted for `drain_delay`.
+///    at once; connections are still accepted until the drain ends (a
+///    fixed delay, or once traffic has stopped: see
+///    [`DrainPolicy`]), at most `drain.longest()`.
 /// 2. Closing: the backlog is accepted and the listener closed; idle
 ///    keep-alive connections get a last call.
 /// 3. Waits until every connection is closed (their requests answered) or
-///    the deadline, `shutdown` after the trigger. Interrupted at the
+///    the deadline, `shutdown` after the drain's end. Interrupted at the
 ///    deadline: queued requests get 503, running ones are abandoned and
 ///    logged.
 /// 4. Cleanup hooks, bounded by `cleanup`.
@@ -68,37 +71,51 @@ pub(crate) fn run(
 ) -> ShutdownReport {
     let trigger = lifecycle.wait_for_trigger();
     let started = Instant::now();
-    let deadline = started + timeouts.shutdown;
-    lifecycle.set_deadline(deadline);
     lifecycle.set_phase(Phase::Draining);
     // After a hot restart the successor serves the same sockets: there is
     // no load balancer to wait for, and the service manager hears from the
     // successor now.
     let hand_over = trigger == Trigger::Restart;
-    let drain_delay = if hand_over {
-        Duration::ZERO
+    let policy = if hand_over {
+        DrainPolicy::NONE
     } else {
-        timeouts.drain_delay
+        timeouts.drain
     };
     if !hand_over {
         lifecycle.notify.stopping();
         lifecycle
             .notify
-            .extend_timeout(timeouts.shutdown + timeouts.cleanup + STOP_MARGIN);
+            .extend_timeout(policy.longest() + timeouts.shutdown + timeouts.cleanup + STOP_MARGIN);
     }
     log::info!(
-        "shutdown: {} received; draining: /readyz now 503, responses close their connections; \
-         deadline in {} ms; drain delay {} ms",
+        "shutdown: {} received; draining: /readyz now 503, responses close their connections; {}",
         trigger.name(),
-        timeouts.shutdown.as_millis(),
-        drain_delay.as_millis()
+        policy.describe()
     );
     let mut phases = PhaseDurations::default();
 
-    if !drain_delay.is_zero() {
-        std::thread::sleep(drain_delay);
-    }
+    let drain = policy.wait(&lifecycle.arrivals, started);
+    lifecycle.arrivals.end(drain);
     phases.drain_delay_ms = millis(started.elapsed());
+    if drain.reason != DrainEnd::None {
+        log::info!(
+            "shutdown: drain ended ({}) after {} ms: {} new connections (the last at {}), {} new \
+             requests",
+            drain.reason.name(),
+            drain.length_ms,
+            drain.new_connections,
+            drain
+                .last_connection_ms
+                .map_or_else(|| "none".to_owned(), |ms| format!("{ms} ms")),
+            drain.new_requests
+        );
+    }
+    let deadline = Instant::now() + timeouts.shutdown;
+    lifecycle.set_deadline(deadline);
+    log::info!(
+        "shutdown: closing the listener; deadline in {} ms",
+        timeouts.shutdown.as_millis()
+    );
 
     let closing_started = Instant::now();
     lifecycle.set_phase(Phase::Closing);
@@ -167,10 +184,7 @@ pub(crate) fn run(
     // Idle workers exit at once; the wait is bounded by the same budget as
     // everything else, so exit never comes later than both timeouts.
     let abandoned_workers: Vec<usize> = abandoned.iter().map(|request| request.worker).collect();
-    server.stop(
-        &abandoned_workers,
-        started + timeouts.shutdown + timeouts.cleanup,
-    );
+    server.stop(&abandoned_workers, deadline + timeouts.cleanup);
     phases.stop_ms = millis(stop_started.elapsed());
     lifecycle.set_phase(Phase::Exited);
     phases.total_ms = millis(started.elapsed());
@@ -190,6 +204,7 @@ pub(crate) fn run(
         restarts,
         outcome,
         exit_code: outcome.exit_code(),
+        drain,
         phases,
         requests_drained: counts.drained.load(Ordering::Relaxed),
         requests_received: counts.requests_received.load(Ordering::Relaxed),
@@ -241,7 +256,7 @@ mod tests {
 
     fn timeouts(shutdown: Duration) -> Timeouts {
         Timeouts {
-            drain_delay: Duration::ZERO,
+            drain: DrainPolicy::NONE,
             shutdown,
             last_call: Duration::from_millis(10),
             cleanup: Duration::from_secs(1),

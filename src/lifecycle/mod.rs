@@ -4,6 +4,7 @@
 mod cleanup;
 pub(crate) mod coordinator;
 mod counters;
+pub(crate) mod drain;
 pub(crate) mod inflight;
 mod notify;
 mod report;
@@ -12,6 +13,7 @@ mod signals;
 mod state;
 
 pub use cleanup::{HookOutcome, HookReport};
+pub use drain::{DrainEnd, DrainSummary};
 #[cfg(feature = "internals")]
 pub use inflight::InFlight;
 pub(crate) use inflight::InFlightGuard;

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::cleanup::{HookOutcome, HookReport};
+use super::drain::DrainSummary;
 use super::restarts::RestartRecord;
 use super::state::Trigger;
 
@@ -85,7 +86,8 @@ pub struct AbandonedRequest {
 /// How long each phase took, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PhaseDurations {
-    /// Serving on, with `/readyz` 503, before closing the listener.
+    /// Serving on, with `/readyz` 503, before closing the listener: the
+    /// drain, fixed or adaptive (the report's `drain` says why it ended).
     pub drain_delay_ms: u64,
     /// From closing the listener until every connection was closed (or the
     /// deadline).
@@ -114,6 +116,9 @@ pub struct ShutdownReport {
     pub outcome: Outcome,
     /// The process exit code the outcome maps to ([`Outcome::exit_code`]).
     pub exit_code: u8,
+    /// The drain before the listener closed: its length, why it ended and
+    /// what still arrived.
+    pub drain: DrainSummary,
     /// Time per phase.
     pub phases: PhaseDurations,
     /// Requests completed after the trigger.

@@ -68,7 +68,10 @@ impl SignalListener {
                             log::info!("shutdown: received {}", trigger.name());
                             shutdown.trigger(trigger);
                         }
-                        Some(_) => {}
+                        Some(trigger) => log::info!(
+                            "shutdown: received {}; the shutdown is already under way",
+                            trigger.name()
+                        ),
                         None => shutdown.restart_because("SIGHUP"),
                     }
                 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::cleanup::Cleanup;
 use super::counters::Counters;
+use super::drain::Arrivals;
 use super::inflight::InFlight;
 use super::notify::Notifier;
 use super::restarts::Restarts;
@@ -22,7 +23,7 @@ pub enum Phase {
     Running = 0,
     /// Shutdown asked for: `/readyz` is 503, connections are closed after
     /// the requests they already carry are answered (`Connection: close`),
-    /// new connections are still accepted during the drain delay.
+    /// new connections are still accepted until the drain ends.
     Draining = 1,
     /// The listener is closed; requests already received are finished.
     Closing = 2,
@@ -77,11 +78,16 @@ pub enum Trigger {
     /// The drain leaves the listening socket, now the successor's, alone.
     #[serde(rename = "restart")]
     Restart,
+    /// A request to the admin listener's drain endpoint (the kubelet's
+    /// `preStop` hook): the drain starts before SIGTERM, which then only
+    /// confirms it.
+    #[serde(rename = "drain_request")]
+    DrainRequest,
 }
 
 impl Trigger {
-    /// `SIGTERM`, `SIGINT`, `handle`, `thread_died` or `restart`: its
-    /// name in the report and in logs.
+    /// `SIGTERM`, `SIGINT`, `handle`, `thread_died`, `restart` or
+    /// `drain_request`: its name in the report and in logs.
     pub fn name(self) -> &'static str {
         match self {
             Self::Sigterm => "SIGTERM",
@@ -89,6 +95,7 @@ impl Trigger {
             Self::Handle => "handle",
             Self::ThreadDied => "thread_died",
             Self::Restart => "restart",
+            Self::DrainRequest => "drain_request",
         }
     }
 }
@@ -123,6 +130,8 @@ pub(crate) struct Lifecycle {
     pub(crate) restarts: Restarts,
     /// Tells the service manager (systemd) what happens.
     pub(crate) notify: Notifier,
+    /// New connections and requests during the drain, and its end.
+    pub(crate) arrivals: Arrivals,
 }
 
 impl Lifecycle {
@@ -139,6 +148,7 @@ impl Lifecycle {
             cleanup: Cleanup::default(),
             restarts: Restarts::default(),
             notify: Notifier::from_env(),
+            arrivals: Arrivals::default(),
         })
     }
 
@@ -289,6 +299,7 @@ mod tests {
             Trigger::Handle,
             Trigger::ThreadDied,
             Trigger::Restart,
+            Trigger::DrainRequest,
         ] {
             assert_eq!(serde_json::to_value(trigger).expect("json"), trigger.name());
         }

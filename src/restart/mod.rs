@@ -56,6 +56,17 @@ pub(crate) struct Listeners {
     pub(crate) names: Vec<String>,
 }
 
+/// The name of the admin listener's socket, given on to a successor and
+/// expected from socket activation (`FileDescriptorName=admin`).
+pub(crate) const ADMIN_SOCKET_NAME: &str = "admin";
+
+impl Listeners {
+    /// Whether socket `index` is the admin listener.
+    pub(crate) fn is_admin(&self, index: usize) -> bool {
+        self.names[index] == ADMIN_SOCKET_NAME
+    }
+}
+
 /// What a restart starts, and how long it waits.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {

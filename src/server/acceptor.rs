@@ -118,13 +118,7 @@ impl Acceptor {
                 .spawn(move || {
                     let lifecycle = Arc::clone(&admission.lifecycle);
                     let _supervised = Supervised::new("acceptor", &lifecycle);
-                    run(
-                        &listeners.sockets,
-                        &mut poll,
-                        &stop,
-                        &mut admission,
-                        &heartbeat,
-                    );
+                    run(&listeners, &mut poll, &stop, &mut admission, &heartbeat);
                     heartbeat.retire();
                 })?
         };
@@ -148,7 +142,7 @@ impl Acceptor {
 }
 
 fn run(
-    listeners: &[TcpListener],
+    listeners: &Listeners,
     poll: &mut Poll,
     stop: &OnceLock<Stop>,
     admission: &mut Admission,
@@ -156,6 +150,10 @@ fn run(
 ) {
     let mut events = Events::with_capacity(8);
     let mut backoff = None;
+    let admin: Vec<bool> = (0..listeners.sockets.len())
+        .map(|index| listeners.is_admin(index))
+        .collect();
+    let listeners = &listeners.sockets;
     loop {
         if let Err(error) = poll.poll(&mut events, backoff) {
             if error.kind() != io::ErrorKind::Interrupted {
@@ -165,7 +163,7 @@ fn run(
         heartbeat.answer();
         match stop.get() {
             Some(Stop::Close { until }) => {
-                let admitted = admit_the_rest(listeners, poll, *until, admission);
+                let admitted = admit_the_rest(listeners, &admin, poll, *until, admission);
                 deregister(listeners, poll);
                 log::info!(
                     "acceptor: admitted {admitted} connections from the backlog; listener closed"
@@ -182,8 +180,8 @@ fn run(
             None => {}
         }
         let mut wait = None;
-        for socket in listeners {
-            if let Accepted::Backoff(_) = accept_all(socket, admission) {
+        for (socket, admin) in listeners.iter().zip(&admin) {
+            if let Accepted::Backoff(_) = accept_all(socket, *admin, admission) {
                 wait = Some(ACCEPT_BACKOFF);
             }
         }
@@ -204,6 +202,7 @@ fn deregister(listeners: &[TcpListener], poll: &Poll) {
 /// is left or `until` passes. Returns how many were accepted.
 fn admit_the_rest(
     listeners: &[TcpListener],
+    admin: &[bool],
     poll: &mut Poll,
     until: Instant,
     admission: &mut Admission,
@@ -219,8 +218,8 @@ fn admit_the_rest(
         // completed is in the queue these accepts empty.
         let half_open: usize = listeners.iter().map(listener::half_open_handshakes).sum();
         let mut wait = None;
-        for socket in listeners {
-            let accepted = accept_all(socket, admission);
+        for (socket, admin) in listeners.iter().zip(admin) {
+            let accepted = accept_all(socket, *admin, admission);
             admitted += accepted.count();
             if let Accepted::Backoff(_) = accepted {
                 wait = Some(ACCEPT_BACKOFF);
@@ -240,7 +239,8 @@ fn admit_the_rest(
 
 /// Accepts until the backlog is empty, or an accept fails for lack of
 /// resources (EMFILE and the like: logged, then the caller backs off).
-fn accept_all(listener: &TcpListener, admission: &mut Admission) -> Accepted {
+/// `admin`: the listener is the admin one.
+fn accept_all(listener: &TcpListener, admin: bool, admission: &mut Admission) -> Accepted {
     let mut accepted = 0;
     loop {
         match listener::accept(listener) {
@@ -250,7 +250,7 @@ fn accept_all(listener: &TcpListener, admission: &mut Admission) -> Accepted {
                     "the acceptor panics, as the test asked"
                 );
                 accepted += 1;
-                admit(stream, admission);
+                admit(stream, admin, admission);
             }
             Err(error) => match error.kind() {
                 io::ErrorKind::WouldBlock => return Accepted::Drained(accepted),
@@ -274,8 +274,11 @@ fn accept_all(listener: &TcpListener, admission: &mut Admission) -> Accepted {
     }
 }
 
-fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
+fn admit(stream: std::net::TcpStream, admin: bool, admission: &mut Admission) {
     let open = admission.lifecycle.connections.enter();
+    if !admin && admission.lifecycle.is_shutting_down() {
+        admission.lifecycle.arrivals.connection();
+    }
     let mut http = Connection::new(stream);
     let over_capacity = admission.lifecycle.connections.count() > admission.max_connections
         && !admission.registry.close_longest_idle();
@@ -303,7 +306,7 @@ fn admit(stream: std::net::TcpStream, admission: &mut Admission) {
     } else {
         Next::Wait
     };
-    if let Err(error) = admission.registry.insert(http, open, next) {
+    if let Err(error) = admission.registry.insert(http, open, admin, next) {
         log::error!("acceptor: registering a connection failed: {error}");
     }
 }

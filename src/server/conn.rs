@@ -41,6 +41,9 @@ pub(crate) struct Conn {
     /// Counts the connection as open until it is dropped or starts to
     /// linger (its last response is written: it no longer holds the drain).
     pub(super) open: Option<InFlightGuard>,
+    /// Accepted on the admin listener: its requests may ask for the drain
+    /// and do not count as traffic for it.
+    pub(crate) admin: bool,
     /// The request being read or served, from its whole head on.
     request: Option<InFlightGuard>,
     /// Requests whose responses are queued and not all written yet.
@@ -139,6 +142,7 @@ impl Conn {
         key: usize,
         id: u64,
         open: Option<InFlightGuard>,
+        admin: bool,
         reservation: Reservation,
     ) -> Self {
         Self {
@@ -146,6 +150,7 @@ impl Conn {
             key,
             id,
             open,
+            admin,
             request: None,
             answered: Vec::new(),
             reservation,

@@ -9,6 +9,7 @@
 //! client.
 
 mod acceptor;
+mod admin;
 mod budget;
 mod conn;
 mod handler;
@@ -52,7 +53,9 @@ pub struct Server {
     config: ServerConfig,
     /// Shared with the restart thread, which hands them to a successor.
     listeners: Arc<Listeners>,
+    /// The service's addresses (the admin listener's is apart).
     local_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     lifecycle: Arc<Lifecycle>,
     /// Made here rather than in `run`, with the worker queue, so that
     /// `stats` reads the queue and the memory budget from the start.
@@ -79,7 +82,7 @@ impl Server {
             addr: config.listen,
             source,
         };
-        let listeners = match inherit::take_listeners().map_err(Error::Inherit)? {
+        let mut listeners = match inherit::take_listeners().map_err(Error::Inherit)? {
             Some(inherited) => {
                 let mut sockets = Vec::with_capacity(inherited.len());
                 let mut names = Vec::with_capacity(inherited.len());
@@ -114,12 +117,27 @@ impl Server {
                 }
             }
         };
-        let local_addrs = listeners
-            .sockets
-            .iter()
-            .map(std::net::TcpListener::local_addr)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bind_error)?;
+        let given_admin = (0..listeners.sockets.len()).any(|index| listeners.is_admin(index));
+        if let (Some(addr), false) = (config.admin_listen, given_admin) {
+            let socket = listener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+            listeners.sockets.push(socket);
+            listeners.names.push(restart::ADMIN_SOCKET_NAME.into());
+        }
+        let mut local_addrs = Vec::with_capacity(listeners.sockets.len());
+        let mut admin_addr = None;
+        for (index, socket) in listeners.sockets.iter().enumerate() {
+            let addr = socket.local_addr().map_err(bind_error)?;
+            if listeners.is_admin(index) {
+                log::info!(
+                    "admin listener on {addr}: {} (for the platform only: it stops this \
+                     process; its traffic does not count for the drain)",
+                    admin::DRAIN_PATH
+                );
+                admin_addr = Some(addr);
+            } else {
+                local_addrs.push(addr);
+            }
+        }
         let lifecycle = Lifecycle::new();
         let (queue_tx, queue) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
         let (registry, poll) = Registry::new(
@@ -139,6 +157,7 @@ impl Server {
             config,
             listeners: Arc::new(listeners),
             local_addrs,
+            admin_addr,
             lifecycle,
             registry,
             poll,
@@ -153,9 +172,17 @@ impl Server {
         self.local_addrs[0]
     }
 
-    /// Every address listened on, in order.
+    /// Every address the service listens on, in order (the admin
+    /// listener's is [`admin_addr`](Self::admin_addr)).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The admin listener's address, when there is one
+    /// ([`ServerConfig::admin_listen`], or a socket named `admin` given by
+    /// socket activation).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// A handle that starts the graceful shutdown, reports the phase and
@@ -185,6 +212,7 @@ impl Server {
             config,
             listeners,
             local_addrs,
+            admin_addr: _,
             lifecycle,
             registry,
             poll,
@@ -201,6 +229,7 @@ impl Server {
             handler: Arc::new(handler),
             limits: config.limits(),
             max_requests_per_connection: config.max_requests_per_connection,
+            longest_drain: config.drain_policy().longest(),
             running: Arc::clone(&running),
         });
         let workers = (0..config.workers)
@@ -307,7 +336,7 @@ impl Server {
         }
         drop(context);
         let timeouts = Timeouts {
-            drain_delay: config.drain_delay,
+            drain: config.drain_policy(),
             shutdown: config.shutdown_timeout,
             last_call: config.last_call,
             cleanup: config.cleanup_timeout,

@@ -214,6 +214,7 @@ impl Registry {
         &self,
         http: Connection,
         open: InFlightGuard,
+        admin: bool,
         next: Next,
     ) -> std::io::Result<()> {
         let mut slots = self.lock();
@@ -244,6 +245,7 @@ impl Registry {
             key,
             id,
             Some(open),
+            admin,
             Reservation::new(&self.budget),
         ));
         if let Some(conn) = self.transition(conn, next) {

@@ -7,10 +7,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::admin;
 use super::conn::{Conn, Next};
 use super::handler::Handler;
 use super::registry::{Registry, shutting_down};
@@ -63,6 +64,8 @@ pub(crate) struct WorkerContext {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) limits: Limits,
     pub(crate) max_requests_per_connection: u32,
+    /// What the drain endpoint waits for at most.
+    pub(crate) longest_drain: Duration,
     pub(crate) running: Arc<[RunningSlot]>,
 }
 
@@ -111,8 +114,15 @@ fn serve_one(id: usize, conn: &mut Conn, context: &WorkerContext) -> bool {
         &context.running[id],
         Some((conn.http.method(), conn.http.path())),
     );
+    if !conn.admin && lifecycle.is_shutting_down() {
+        lifecycle.arrivals.request();
+    }
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        context.handler.handle(&mut conn.http.request())
+        if conn.admin && conn.http.path() == admin::DRAIN_PATH {
+            admin::drain(conn.http.method(), lifecycle, context.longest_drain)
+        } else {
+            context.handler.handle(&mut conn.http.request())
+        }
     }));
     set_running(&context.running[id], None);
     let (response, handler_ok) = match outcome {

@@ -9,6 +9,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod arrivals;
 pub mod load;
 pub mod manifests;
 pub mod notify;
@@ -128,6 +129,23 @@ impl Service {
         self.pid
     }
 
+    /// The admin listener's address, as the service logged it at start
+    /// (`--admin-listen`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let log = self.log_text();
+        log.split("admin listener on ")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(':')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(":")
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no 'admin listener on ADDR:' in the log:\n{log}"))
+    }
+
     /// Sends a signal (`TERM`, `INT`, `KILL`, `STOP`, ...) to the process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -136,6 +154,35 @@ impl Service {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} {} failed", self.pid);
+    }
+
+    /// Sends a signal as [`signal`](Self::signal) does, unless the process
+    /// has exited (as the kubelet's SIGTERM after a preStop hook may find
+    /// it); returns whether it was sent.
+    pub fn signal_unless_exited(&mut self, name: &str) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.exit.try_recv().ok();
+        }
+        if self.exited.is_some() {
+            return false;
+        }
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run kill");
+        if sent.success() {
+            return true;
+        }
+        // It exited between the look and the kill.
+        self.exited = self.exit.recv_timeout(Duration::from_secs(5)).ok();
+        assert!(
+            self.exited.is_some(),
+            "kill -{name} {} failed and the process has not exited",
+            self.pid
+        );
+        false
     }
 
     /// Waits for the next log line containing `needle` (lines already read
