@@ -149,10 +149,21 @@ pub(crate) struct Args {
     /// store (data does not outlive the process).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// File holding the PostgreSQL URL (one trailing newline is dropped),
+    /// such as a mounted Secret; instead of `--database-url`, never with
+    /// it. A missing, unreadable or empty file stops the start.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
     /// Redis URL for the read-through cache and the request counters;
     /// unset: no cache, counters stay in memory.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// File holding the Redis URL (one trailing newline is dropped);
+    /// instead of `--redis-url`, never with it. A file that does not exist
+    /// in a directory that does means no cache (a Secret volume without
+    /// the optional key); an unreadable or empty file stops the start.
+    #[arg(long, env = "REDIS_URL_FILE")]
+    redis_url_file: Option<PathBuf>,
     /// Time allowed to open a PostgreSQL connection (TCP and handshake).
     #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value_t = Written(service().db_connect_timeout))]
     db_connect_timeout: Written<Duration>,
@@ -236,8 +247,18 @@ impl Args {
             None => None,
         };
         let mut service = ServiceConfig::default();
-        service.database_url = self.database_url;
-        service.redis_url = self.redis_url;
+        service.database_url = url_or_file(
+            self.database_url,
+            self.database_url_file,
+            "database_url",
+            MissingFile::Refused,
+        )?;
+        service.redis_url = url_or_file(
+            self.redis_url,
+            self.redis_url_file,
+            "redis_url",
+            MissingFile::MeansUnset,
+        )?;
         service.db_connect_timeout = self.db_connect_timeout.0;
         service.db_statement_timeout = self.db_statement_timeout.0;
         service.redis_timeout = self.redis_timeout.0;
@@ -271,6 +292,74 @@ impl Args {
     }
 }
 
+/// What a URL file that does not exist means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingFile {
+    /// An error: the setting is required once its file is named.
+    Refused,
+    /// The setting is unset, provided the file's directory exists: a
+    /// Kubernetes Secret volume leaves out an optional key's file, while
+    /// a directory that is missing too is a wrong path.
+    MeansUnset,
+}
+
+/// The URL of setting `id` (`database_url`), given directly or read from
+/// the file named by `{id}_file`: the file's content without one trailing
+/// newline. Both at once, an unreadable file and an empty one are errors
+/// naming the variables and the file, never the content: it holds a
+/// password.
+fn url_or_file(
+    url: Option<String>,
+    file: Option<PathBuf>,
+    id: &str,
+    missing: MissingFile,
+) -> Result<Option<String>, String> {
+    let Some(path) = file else {
+        return Ok(url);
+    };
+    let file_id = format!("{id}_file");
+    if url.is_some() {
+        return Err(format!(
+            "invalid configuration: {} and {} are both set: give the URL or the file that \
+             holds it, not both",
+            named(id),
+            named(&file_id)
+        ));
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error)
+            if error.kind() == std::io::ErrorKind::NotFound
+                && missing == MissingFile::MeansUnset
+                && path.parent().is_some_and(std::path::Path::is_dir) =>
+        {
+            log::info!(
+                "{}: {} does not exist: {} is unset",
+                named(&file_id),
+                path.display(),
+                id.to_uppercase()
+            );
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(format!(
+                "invalid configuration: {} names {}, which cannot be read: {error}",
+                named(&file_id),
+                path.display()
+            ));
+        }
+    };
+    let url = text.strip_suffix('\n').unwrap_or(&text);
+    if url.is_empty() {
+        return Err(format!(
+            "invalid configuration: {} names {}, which is empty",
+            named(&file_id),
+            path.display()
+        ));
+    }
+    Ok(Some(url.to_owned()))
+}
+
 /// A configuration error naming the setting as the user wrote it: its
 /// environment variable and its flag.
 fn explain(error: &ConfigError) -> String {
@@ -279,16 +368,20 @@ fn explain(error: &ConfigError) -> String {
         "test_routes" => "enable_test_routes",
         field => field,
     };
-    let command = Args::command();
-    let named = command
+    format!("invalid configuration: {} {}", named(id), error.problem())
+}
+
+/// The argument `id` as the user writes it, `ENV (--flag)`; `id` itself
+/// when the command line has no such argument.
+fn named(id: &str) -> String {
+    Args::command()
         .get_arguments()
         .find(|arg| arg.get_id() == id)
         .and_then(|arg| {
             let env = arg.get_env()?.to_string_lossy().into_owned();
             Some(format!("{env} (--{})", arg.get_long()?))
         })
-        .unwrap_or_else(|| error.setting().to_owned());
-    format!("invalid configuration: {named} {}", error.problem())
+        .unwrap_or_else(|| id.to_owned())
 }
 
 /// A setting's value as it is written on the command line, and shown as
@@ -450,6 +543,54 @@ mod tests {
         );
         let error = configs(&["--redis-timeout", "0"]).expect_err("a zero timeout never succeeds");
         assert!(error.contains("REDIS_TIMEOUT (--redis-timeout)"), "{error}");
+    }
+
+    #[test]
+    fn a_url_file_gives_its_content_without_one_trailing_newline() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("DATABASE_URL");
+        std::fs::write(&file, "postgres://u:p@db/x\n\n").expect("write the URL file");
+        let file = file.to_str().expect("a UTF-8 temp path");
+        let (_, service) = configs(&["--database-url-file", file]).expect("a readable URL file");
+        assert_eq!(
+            service.database_url.as_deref(),
+            Some("postgres://u:p@db/x\n")
+        );
+        let error = configs(&[
+            "--database-url",
+            "postgres://u:p@db/x",
+            "--database-url-file",
+            file,
+        ])
+        .expect_err("the URL and its file are exclusive");
+        assert!(
+            error.contains("DATABASE_URL (--database-url) and DATABASE_URL_FILE (--database-url-file) are both set"),
+            "{error}"
+        );
+        assert!(!error.contains("u:p@db"), "the URL is never shown: {error}");
+    }
+
+    #[test]
+    fn a_missing_redis_url_file_means_no_cache_only_in_an_existing_directory() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let absent = dir.path().join("REDIS_URL");
+        let absent = absent.to_str().expect("a UTF-8 temp path");
+        let (_, service) = configs(&["--redis-url-file", absent]).expect("no Redis key: no cache");
+        assert_eq!(service.redis_url, None);
+        let error = configs(&["--database-url-file", absent])
+            .expect_err("a named database file must exist");
+        assert!(
+            error.contains("DATABASE_URL_FILE (--database-url-file) names"),
+            "{error}"
+        );
+        let wrong_dir = dir.path().join("missing").join("REDIS_URL");
+        let wrong_dir = wrong_dir.to_str().expect("a UTF-8 temp path");
+        let error =
+            configs(&["--redis-url-file", wrong_dir]).expect_err("a wrong path is an error");
+        assert!(
+            error.contains("REDIS_URL_FILE (--redis-url-file) names"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -38,8 +38,26 @@ const APPLIED_MANIFESTS: &[&str] = &[
     "service.yaml",
     "pdb.yaml",
     "hpa.yaml",
+    "networkpolicy.yaml",
 ];
 const EXAMPLE_SECRET: &str = "secret.example.yaml";
+/// The namespace, applied once by the operator and never by the kustomization (`kubectl delete
+/// -k` would take the Secret with it).
+const NAMESPACE: &str = "namespace.yaml";
+
+/// The container port that the network may reach, by name; every other port (the kubelet's
+/// `admin` port) stays closed to it.
+const HTTP_PORT_NAME: &str = "http";
+/// Where the pod may connect: PostgreSQL, Redis, and DNS (the only rule with a destination).
+const EGRESS_PORTS: &[(i64, &str)] = &[(5432, "TCP"), (6379, "TCP"), (53, "UDP"), (53, "TCP")];
+const DNS_PORT: i64 = 53;
+
+/// The connection URLs, read from files of the Secret volume, and whether the Secret may lack
+/// the key (Redis is optional: without it the service runs without a cache).
+const URL_FILES: &[(&str, &str, bool)] = &[
+    ("DATABASE_URL", "DATABASE_URL_FILE", false),
+    ("REDIS_URL", "REDIS_URL_FILE", true),
+];
 
 /// What a check found wrong; empty when the manifests keep the rule.
 type Violations = Vec<String>;
@@ -51,6 +69,8 @@ struct Manifests {
     service: Yaml,
     pdb: Yaml,
     hpa: Yaml,
+    network_policy: Yaml,
+    namespace: Yaml,
     configmap: Yaml,
     secret_example: Yaml,
     kustomization: Yaml,
@@ -63,6 +83,8 @@ fn load() -> Manifests {
         service: load_one("service.yaml", "Service"),
         pdb: load_one("pdb.yaml", "PodDisruptionBudget"),
         hpa: load_one("hpa.yaml", "HorizontalPodAutoscaler"),
+        network_policy: load_one("networkpolicy.yaml", "NetworkPolicy"),
+        namespace: load_one(NAMESPACE, "Namespace"),
         configmap: load_one("configmap.yaml", "ConfigMap"),
         secret_example: load_one(EXAMPLE_SECRET, "Secret"),
         kustomization: load_one("kustomization.yaml", "Kustomization"),
@@ -622,35 +644,317 @@ fn check_durations_from_configmap(m: &Manifests) -> Violations {
     v
 }
 
-/// The connection URLs, which hold passwords, come from the Secret; the database is required.
+/// The connection URLs, which hold passwords, reach the service as files of a read-only volume
+/// of the Secret, never as environment variables: `DATABASE_URL_FILE` and `REDIS_URL_FILE` name
+/// files where the volume puts the Secret's keys, the database key is required, and the files
+/// are readable by the pod's user and by nobody else.
 fn check_urls_from_secret(m: &Manifests) -> Violations {
     let Some(api) = api_container(&m.deployment) else {
         return vec!["no container named `api`".to_owned()];
     };
     let secret = name_of(&m.secret_example);
+    let pod = pod_spec(&m.deployment);
     let mut v = Violations::new();
-    for (var, may_be_optional) in [("DATABASE_URL", false), ("REDIS_URL", true)] {
-        match env_source(api, var, m) {
-            EnvSource::Secret {
-                name,
-                key,
-                optional,
-            } if name == secret => {
-                let example = &m.secret_example;
-                if example["stringData"][key.as_str()].is_badvalue()
-                    && example["data"][key.as_str()].is_badvalue()
-                {
+    for entry in items(&api["env"]) {
+        if entry["valueFrom"]["secretKeyRef"].is_hash() {
+            v.push(format!(
+                "{} comes from a secretKeyRef: secrets reach the service as files, not as \
+                 environment variables",
+                show(&entry["name"])
+            ));
+        }
+    }
+    if items(&api["envFrom"])
+        .iter()
+        .any(|source| source["secretRef"].is_hash())
+    {
+        v.push("envFrom names a secretRef: secrets reach the service as files".to_owned());
+    }
+    for &(key, var, may_be_optional) in URL_FILES {
+        let url_var = key;
+        if env_source(api, url_var, m) != EnvSource::Unset {
+            v.push(format!(
+                "{url_var} is set in the environment: set {var} to the file of the Secret volume \
+                 instead (the service refuses both)"
+            ));
+        }
+        let path = match env_source(api, var, m) {
+            EnvSource::Literal(path) => path,
+            other => {
+                v.push(format!(
+                    "{var} must be the literal path of a file of the Secret volume, not {other}"
+                ));
+                continue;
+            }
+        };
+        match secret_file(api, pod, &path) {
+            Err(err) => v.push(format!("{var} {path:?}: {err}")),
+            Ok(file) => {
+                if file.secret != secret {
                     v.push(format!(
-                        "{var}: key {key} is missing from kubernetes/{EXAMPLE_SECRET}"
+                        "{var} {path:?} comes from Secret {}, expected {secret}",
+                        file.secret
                     ));
                 }
-                if optional && !may_be_optional {
-                    v.push(format!("{var} must not be optional: the service needs it"));
+                if file.key != key {
+                    v.push(format!(
+                        "{var} {path:?} holds the Secret's key {}, expected {key}",
+                        file.key
+                    ));
                 }
+                if file.optional && !may_be_optional {
+                    v.push(format!(
+                        "{var}: the Secret's key {key} must not be optional: the service needs it"
+                    ));
+                }
+                if !file.read_only {
+                    v.push(format!("{var}: the Secret volume must be mounted readOnly"));
+                }
+                readable_by_the_pod_only(pod, file.mode, var, &mut v);
             }
-            other => v.push(format!(
-                "{var} must come from Secret {secret}, not from {other}"
-            )),
+        }
+        let example = &m.secret_example;
+        if example["stringData"][key].is_badvalue() && example["data"][key].is_badvalue() {
+            v.push(format!(
+                "{var}: key {key} is missing from kubernetes/{EXAMPLE_SECRET}"
+            ));
+        }
+    }
+    v
+}
+
+/// A file that a Secret's key becomes in a container.
+struct SecretFile {
+    secret: String,
+    key: String,
+    /// Whether the pod starts without the key (then the file is absent).
+    optional: bool,
+    read_only: bool,
+    /// The file's mode, `None` when neither the item nor the volume says (Kubernetes: 0644).
+    mode: Option<i64>,
+}
+
+/// Which Secret key the container sees at `path`, through a `secret` or `projected` volume.
+fn secret_file(container: &Yaml, pod: &Yaml, path: &str) -> Result<SecretFile, String> {
+    let path = std::path::Path::new(path);
+    let (mount, relative) = items(&container["volumeMounts"])
+        .iter()
+        .find_map(|mount| {
+            let relative = path.strip_prefix(mount["mountPath"].as_str()?).ok()?;
+            Some((mount, relative.to_str()?.to_owned()))
+        })
+        .ok_or("is under no volumeMount of container `api`")?;
+    let volume = items(&pod["volumes"])
+        .iter()
+        .find(|volume| volume["name"] == mount["name"])
+        .ok_or_else(|| format!("volume {} is not defined", show(&mount["name"])))?;
+    // Each Secret the volume shows, with the field naming it: a secret volume shows one, a
+    // projected volume one per `secret` source.
+    let (secrets, default_mode): (Vec<(&Yaml, &str)>, _) = if volume["secret"].is_hash() {
+        (
+            vec![(&volume["secret"], "secretName")],
+            volume["secret"]["defaultMode"].as_i64(),
+        )
+    } else if volume["projected"].is_hash() {
+        (
+            items(&volume["projected"]["sources"])
+                .iter()
+                .map(|source| (&source["secret"], "name"))
+                .collect(),
+            volume["projected"]["defaultMode"].as_i64(),
+        )
+    } else {
+        return Err(format!(
+            "volume {} is neither a secret nor a projected volume",
+            show(&mount["name"])
+        ));
+    };
+    for (secret, name_field) in secrets {
+        for item in items(&secret["items"]) {
+            if item["path"].as_str() == Some(relative.as_str()) {
+                return Ok(SecretFile {
+                    secret: secret[name_field].as_str().unwrap_or_default().to_owned(),
+                    key: item["key"].as_str().unwrap_or_default().to_owned(),
+                    optional: secret["optional"].as_bool().unwrap_or(false),
+                    read_only: mount["readOnly"].as_bool() == Some(true),
+                    mode: item["mode"].as_i64().or(default_mode),
+                });
+            }
+        }
+    }
+    Err(format!(
+        "no Secret item of volume {} has the path {relative:?} (list the key in `items`)",
+        show(&mount["name"])
+    ))
+}
+
+/// The file (owned by root, its group the pod's fsGroup) is readable by the pod's user through
+/// the group, and neither writable nor readable by others.
+fn readable_by_the_pod_only(pod: &Yaml, mode: Option<i64>, var: &str, v: &mut Violations) {
+    let context = &pod["securityContext"];
+    let Some(mode) = mode else {
+        v.push(format!(
+            "{var}: set defaultMode (0440): the default 0644 lets every user of the container \
+             read the secret"
+        ));
+        return;
+    };
+    if mode & 0o040 == 0 {
+        v.push(format!(
+            "{var}: mode {mode:#o} does not let the group (fsGroup) read the file"
+        ));
+    }
+    if mode & 0o007 != 0 || mode & 0o222 != 0 {
+        v.push(format!(
+            "{var}: mode {mode:#o} lets others read or someone write the file; use 0440"
+        ));
+    }
+    match (context["fsGroup"].as_i64(), context["runAsGroup"].as_i64()) {
+        (Some(fs_group), Some(group)) if fs_group == group => {}
+        (fs_group, group) => v.push(format!(
+            "{var}: fsGroup is {} and runAsGroup {}: they must be equal, or the service \
+             cannot read the root-owned file",
+            fs_group.map_or("unset".to_owned(), |g| g.to_string()),
+            group.map_or("unset".to_owned(), |g| g.to_string()),
+        )),
+    }
+}
+
+/// Only the container port named `http` is open to the network; the pod may reach PostgreSQL,
+/// Redis and the cluster DNS, nothing else.
+fn check_network_policy(m: &Manifests) -> Violations {
+    let Some(api) = api_container(&m.deployment) else {
+        return vec!["no container named `api`".to_owned()];
+    };
+    let policy = &m.network_policy["spec"];
+    let mut v = Violations::new();
+    if let Err(err) = selects_pod_template(&policy["podSelector"]["matchLabels"], &m.deployment) {
+        v.push(format!("NetworkPolicy spec.podSelector.matchLabels {err}"));
+    }
+    if !policy["podSelector"]["matchExpressions"].is_badvalue() {
+        v.push("NetworkPolicy: use matchLabels only, so this check can follow it".to_owned());
+    }
+    for kind in ["Ingress", "Egress"] {
+        if !items(&policy["policyTypes"])
+            .iter()
+            .any(|t| t.as_str() == Some(kind))
+        {
+            v.push(format!(
+                "NetworkPolicy policyTypes lacks {kind}: that direction is then not restricted"
+            ));
+        }
+    }
+    let http = resolve_port(api, &Yaml::String(HTTP_PORT_NAME.to_owned()));
+    if http != Some(SERVICE_PORT) {
+        v.push(format!(
+            "container `api` has no port named {HTTP_PORT_NAME:?} at {SERVICE_PORT}"
+        ));
+    }
+    for (i, rule) in items(&policy["ingress"]).iter().enumerate() {
+        let ports = items(&rule["ports"]);
+        if ports.is_empty() {
+            v.push(format!(
+                "NetworkPolicy ingress rule {i} has no ports: it opens every port of the pod, \
+                 the admin port too"
+            ));
+        }
+        for port in ports {
+            if !matches!(port["protocol"].as_str(), None | Some("TCP"))
+                || !port["endPort"].is_badvalue()
+                || resolve_port(api, &port["port"]) != http
+                || http.is_none()
+            {
+                v.push(format!(
+                    "NetworkPolicy ingress rule {i} opens port {} {}: only the port named \
+                     {HTTP_PORT_NAME:?} may be reachable from the network",
+                    show(&port["port"]),
+                    show(&port["protocol"])
+                ));
+            }
+        }
+    }
+    let mut allowed = Vec::new();
+    for (i, rule) in items(&policy["egress"]).iter().enumerate() {
+        let ports = items(&rule["ports"]);
+        if ports.is_empty() {
+            v.push(format!(
+                "NetworkPolicy egress rule {i} has no ports: it allows every port"
+            ));
+        }
+        for port in ports {
+            let (Some(number), protocol) = (port["port"].as_i64(), port["protocol"].as_str())
+            else {
+                v.push(format!(
+                    "NetworkPolicy egress rule {i}: port {} must be a number",
+                    show(&port["port"])
+                ));
+                continue;
+            };
+            let protocol = protocol.unwrap_or("TCP");
+            if !EGRESS_PORTS.contains(&(number, protocol)) || !port["endPort"].is_badvalue() {
+                v.push(format!(
+                    "NetworkPolicy egress rule {i} allows {number}/{protocol}: only PostgreSQL, \
+                     Redis and DNS are expected"
+                ));
+            }
+            if number == DNS_PORT && !is_cluster_dns(&rule["to"]) {
+                v.push(format!(
+                    "NetworkPolicy egress rule {i} allows port {DNS_PORT} to more than the \
+                     kube-dns pods of kube-system"
+                ));
+            }
+            allowed.push((number, protocol.to_owned()));
+        }
+    }
+    for (number, protocol) in EGRESS_PORTS {
+        if !allowed.iter().any(|(n, p)| n == number && p == protocol) {
+            v.push(format!(
+                "NetworkPolicy allows no egress to {number}/{protocol}"
+            ));
+        }
+    }
+    v
+}
+
+/// `to:` names exactly the kube-dns pods of kube-system.
+fn is_cluster_dns(to: &Yaml) -> bool {
+    let peers = items(to);
+    !peers.is_empty()
+        && peers.iter().all(|peer| {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str()
+                == Some("kube-system")
+                && peer["podSelector"]["matchLabels"]["k8s-app"].as_str() == Some("kube-dns")
+                && peer["ipBlock"].is_badvalue()
+        })
+}
+
+/// Every object lives in the namespace that namespace.yaml creates and the kustomization sets,
+/// so that the raw files and the rendered kustomization say the same.
+fn check_namespaces(m: &Manifests) -> Violations {
+    let expected = name_of(&m.namespace);
+    let mut v = Violations::new();
+    match m.kustomization["namespace"].as_str() {
+        Some(namespace) if namespace == expected => {}
+        other => v.push(format!(
+            "kustomization.yaml namespace is {}, expected {expected:?} (namespace.yaml)",
+            other.map_or("unset".to_owned(), |n| format!("{n:?}"))
+        )),
+    }
+    for (file, doc) in [
+        ("configmap.yaml", &m.configmap),
+        ("deployment.yaml", &m.deployment),
+        ("service.yaml", &m.service),
+        ("pdb.yaml", &m.pdb),
+        ("hpa.yaml", &m.hpa),
+        ("networkpolicy.yaml", &m.network_policy),
+        (EXAMPLE_SECRET, &m.secret_example),
+    ] {
+        let namespace = &doc["metadata"]["namespace"];
+        if namespace.as_str() != Some(expected) {
+            v.push(format!(
+                "{file}: metadata.namespace is {}, expected {expected:?}",
+                show(namespace)
+            ));
         }
     }
     v
@@ -714,6 +1018,12 @@ fn check_kustomization(kustomization: &Yaml) -> Violations {
     if listed.contains(&EXAMPLE_SECRET) {
         v.push(format!(
             "kustomization.yaml lists {EXAMPLE_SECRET}, which would apply fake credentials"
+        ));
+    }
+    if listed.contains(&NAMESPACE) {
+        v.push(format!(
+            "kustomization.yaml lists {NAMESPACE}: `kubectl delete -k` would delete the namespace \
+             and the Secret in it"
         ));
     }
     for file in listed {
@@ -866,8 +1176,18 @@ fn shutdown_durations_come_from_the_config_map() {
 }
 
 #[test]
-fn connection_urls_come_from_the_secret() {
+fn connection_urls_are_files_of_a_read_only_secret_volume() {
     assert_keeps("connection URLs", check_urls_from_secret(&load()));
+}
+
+#[test]
+fn only_the_http_port_is_open_and_only_the_database_cache_and_dns_are_reachable() {
+    assert_keeps("network policy", check_network_policy(&load()));
+}
+
+#[test]
+fn every_object_lives_in_the_namespace_the_kustomization_sets() {
+    assert_keeps("namespaces", check_namespaces(&load()));
 }
 
 #[test]
@@ -1156,36 +1476,178 @@ fn shutdown_timeout_as_a_literal_env_value_is_reported() {
     );
 }
 
-#[test]
-fn database_url_as_a_literal_or_optional_is_reported() {
-    let mut m = load();
-    let api = api_container(&m.deployment).expect("BUG: deployment.yaml has container `api`");
-    let index = items(&api["env"])
+/// The position of the item named `name` in the sequence at `path`.
+fn position_of(yaml: &Yaml, path: &str, name: &str) -> usize {
+    let mut copy = yaml.clone();
+    items(node_mut(&mut copy, path))
         .iter()
-        .position(|e| e["name"].as_str() == Some("DATABASE_URL"))
-        .expect("BUG: deployment.yaml sets DATABASE_URL in env");
-    let database_url = format!("{API}.env.{index}");
+        .position(|item| item["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("BUG: the manifest has no {name} in {path}"))
+}
+
+/// Parses one YAML value, for mutations.
+fn yaml(text: &str) -> Yaml {
+    YamlLoader::load_from_str(text)
+        .expect("BUG: YAML")
+        .remove(0)
+}
+
+fn push(doc: &mut Yaml, path: &str, value: Yaml) {
+    node_mut(doc, path)
+        .as_mut_vec()
+        .expect("BUG: push onto a sequence")
+        .push(value);
+}
+
+#[test]
+fn database_url_from_the_environment_or_optional_is_reported() {
+    let mut m = load();
+    let volume = position_of(&m.deployment, &format!("{POD}.volumes"), "secrets");
     set(
         &mut m.deployment,
-        &format!("{database_url}.valueFrom.secretKeyRef"),
+        &format!("{POD}.volumes.{volume}.projected.sources.0.secret"),
         "optional",
         Yaml::Boolean(true),
     );
     assert_reports(
         &check_urls_from_secret(&m),
-        "DATABASE_URL must not be optional",
+        "DATABASE_URL_FILE: the Secret's key DATABASE_URL must not be optional",
     );
 
-    remove(&mut m.deployment, &database_url, "valueFrom");
+    let mut m = load();
+    push(
+        &mut m.deployment,
+        &format!("{API}.env"),
+        yaml(
+            "{name: DATABASE_URL, valueFrom: {secretKeyRef: {name: gremlins-api-secrets, key: DATABASE_URL}}}",
+        ),
+    );
+    let violations = check_urls_from_secret(&m);
+    assert_reports(&violations, "\"DATABASE_URL\" comes from a secretKeyRef");
+    assert_reports(&violations, "DATABASE_URL is set in the environment");
+}
+
+#[test]
+fn secret_files_readable_by_others_or_by_nobody_are_reported() {
+    let mut m = load();
+    let volume = position_of(&m.deployment, &format!("{POD}.volumes"), "secrets");
     set(
         &mut m.deployment,
-        &database_url,
-        "value",
-        Yaml::String("postgres://u:p@db/x".to_owned()),
+        &format!("{POD}.volumes.{volume}.projected"),
+        "defaultMode",
+        Yaml::Integer(0o444),
+    );
+    remove(
+        &mut m.deployment,
+        &format!("{POD}.securityContext"),
+        "fsGroup",
+    );
+
+    let violations = check_urls_from_secret(&m);
+    assert_reports(
+        &violations,
+        "DATABASE_URL_FILE: mode 0o444 lets others read",
     );
     assert_reports(
+        &violations,
+        "REDIS_URL_FILE: fsGroup is unset and runAsGroup 10001",
+    );
+}
+
+#[test]
+fn a_url_file_outside_the_secret_volume_is_reported() {
+    let mut m = load();
+    let var = position_of(&m.deployment, &format!("{API}.env"), "DATABASE_URL_FILE");
+    set(
+        &mut m.deployment,
+        &format!("{API}.env.{var}"),
+        "value",
+        Yaml::String("/tmp/DATABASE_URL".to_owned()),
+    );
+
+    assert_reports(
         &check_urls_from_secret(&m),
-        "DATABASE_URL must come from Secret gremlins-api-secrets",
+        "DATABASE_URL_FILE \"/tmp/DATABASE_URL\": volume \"tmp\" is neither a secret nor a projected volume",
+    );
+}
+
+#[test]
+fn ingress_to_the_admin_port_or_to_every_port_is_reported() {
+    let mut m = load();
+    push(
+        &mut m.deployment,
+        &format!("{API}.ports"),
+        yaml("{name: admin, containerPort: 9091, protocol: TCP}"),
+    );
+    push(
+        &mut m.network_policy,
+        "spec.ingress",
+        yaml("{ports: [{port: admin, protocol: TCP}]}"),
+    );
+    push(
+        &mut m.network_policy,
+        "spec.ingress",
+        yaml("{from: [{podSelector: {}}]}"),
+    );
+
+    let violations = check_network_policy(&m);
+    assert_reports(
+        &violations,
+        "NetworkPolicy ingress rule 1 opens port \"admin\" \"TCP\"",
+    );
+    assert_reports(
+        &violations,
+        "NetworkPolicy ingress rule 2 has no ports: it opens every port",
+    );
+}
+
+#[test]
+fn egress_beyond_the_database_cache_and_dns_is_reported() {
+    let mut m = load();
+    push(
+        &mut m.network_policy,
+        "spec.egress",
+        yaml("{ports: [{port: 443, protocol: TCP}]}"),
+    );
+    push(
+        &mut m.network_policy,
+        "spec.egress",
+        yaml("{ports: [{port: 53, protocol: UDP}]}"),
+    );
+    node_mut(&mut m.network_policy, "spec.policyTypes")
+        .as_mut_vec()
+        .expect("BUG: policyTypes is a sequence")
+        .retain(|kind| kind.as_str() != Some("Egress"));
+
+    let violations = check_network_policy(&m);
+    assert_reports(&violations, "egress rule 3 allows 443/TCP");
+    assert_reports(
+        &violations,
+        "egress rule 4 allows port 53 to more than the kube-dns pods",
+    );
+    assert_reports(&violations, "policyTypes lacks Egress");
+}
+
+#[test]
+fn an_object_outside_the_namespace_is_reported() {
+    let mut m = load();
+    remove(&mut m.service, "metadata", "namespace");
+    m.kustomization
+        .as_mut_hash()
+        .expect("BUG: the kustomization is a mapping")
+        .insert(
+            Yaml::String("namespace".to_owned()),
+            Yaml::String("default".to_owned()),
+        );
+
+    let violations = check_namespaces(&m);
+    assert_reports(
+        &violations,
+        "service.yaml: metadata.namespace is (missing), expected \"gremlins\"",
+    );
+    assert_reports(
+        &violations,
+        "kustomization.yaml namespace is \"default\", expected \"gremlins\"",
     );
 }
 
@@ -1203,7 +1665,7 @@ fn rolling_update_that_removes_a_pod_first_is_reported() {
 }
 
 #[test]
-fn example_secret_in_the_kustomization_is_reported() {
+fn example_secret_or_namespace_in_the_kustomization_is_reported() {
     let mut k = load().kustomization;
     node_mut(&mut k, "resources")
         .as_mut_vec()
@@ -1213,6 +1675,13 @@ fn example_secret_in_the_kustomization_is_reported() {
     assert_reports(
         &check_kustomization(&k),
         "which would apply fake credentials",
+    );
+
+    let mut k = load().kustomization;
+    push(&mut k, "resources", Yaml::String(NAMESPACE.to_owned()));
+    assert_reports(
+        &check_kustomization(&k),
+        "`kubectl delete -k` would delete the namespace",
     );
 }
 

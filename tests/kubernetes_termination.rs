@@ -20,6 +20,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, ExitStatus, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,8 +87,9 @@ struct PodTermination {
     /// The container's environment as the kubelet builds it (`envFrom` the ConfigMap, then the
     /// literal `env` values), minus what cannot apply to a process on 127.0.0.1 in a test:
     /// `LISTEN_ADDR` and `ADMIN_LISTEN` (replaced by `--listen 127.0.0.1:0` and
-    /// `--admin-listen 127.0.0.1:0`), values from Secrets (no PostgreSQL or Redis here: the
-    /// in-memory store) and `RUST_LOG` (the test reads the `info` log).
+    /// `--admin-listen 127.0.0.1:0`), values from Secrets and paths into the Secret volume
+    /// (`DATABASE_URL_FILE`, ...: no PostgreSQL or Redis here, the in-memory store) and
+    /// `RUST_LOG` (the test reads the `info` log).
     env: BTreeMap<String, String>,
 }
 
@@ -142,9 +144,28 @@ impl PodTermination {
                 env.insert(format!("{prefix}{key}"), value.to_owned());
             }
         }
+        // Where the container sees Secrets as files: the mounts of secret and projected volumes.
+        let secret_mounts: Vec<&str> = items(&api["volumeMounts"])
+            .iter()
+            .filter(|mount| {
+                items(&pod["volumes"]).iter().any(|volume| {
+                    volume["name"] == mount["name"]
+                        && (volume["secret"].is_hash() || volume["projected"].is_hash())
+                })
+            })
+            .filter_map(|mount| mount["mountPath"].as_str())
+            .collect();
         for entry in items(&api["env"]) {
             let name = entry["name"].as_str().expect("an env entry has a name");
             match entry["value"].as_str() {
+                // A file of the Secret volume, which does not exist here.
+                Some(value)
+                    if secret_mounts
+                        .iter()
+                        .any(|mount| Path::new(value).starts_with(mount)) =>
+                {
+                    env.remove(name);
+                }
                 Some(value) => {
                     env.insert(name.to_owned(), value.to_owned());
                 }
