@@ -5,15 +5,19 @@
 //!
 //! 1. **Running**: the acceptor admits connections, a poller parks idle
 //!    ones, a fixed pool of workers runs the handler. `/readyz` is 200.
-//! 2. **Draining** (first SIGTERM or SIGINT, or [`ShutdownHandle::shutdown`]):
-//!    readiness fails at once, each connection is closed (`Connection:
-//!    close`) after the requests it already carries are answered, and
-//!    connections are still accepted for `drain_delay`.
+//! 2. **Draining** (first SIGTERM or SIGINT, [`ShutdownHandle::shutdown`],
+//!    or `GET /drain` on the admin listener): readiness fails at once,
+//!    each connection is closed (`Connection: close`) after the requests
+//!    it already carries are answered, and connections are still accepted
+//!    until the drain ends: after `drain_delay`, or, with `drain_quiet`
+//!    (the adaptive drain), once no new connection and no new request has
+//!    come for that long, within `drain_min` and `drain_max`. The report's
+//!    `drain` says how long it lasted and why it ended.
 //! 3. **Closing**: connections already in the kernel's backlog are accepted,
 //!    then the listener is closed (new connects are refused, not reset).
 //!    Every request already received is finished; idle keep-alive
 //!    connections get a short last call.
-//! 4. At `shutdown_timeout` after the signal at the latest, requests still
+//! 4. At `shutdown_timeout` after the drain's end at the latest, requests still
 //!    queued are answered 503 (`DRYAD-SYS-5003`, safe to retry) and running
 //!    ones are abandoned and logged.
 //! 5. **Cleanup**: hooks run last-registered-first, each bounded, within
@@ -22,6 +26,27 @@
 //!    code is 0 when clean, [`EXIT_DRAIN_TIMED_OUT`],
 //!    [`EXIT_CLEANUP_FAILED`] or [`EXIT_THREAD_DIED`] otherwise. A second signal exits at once with
 //!    128 + the signal number.
+//!
+//! # The drain, and who may start it
+//!
+//! A load balancer keeps sending new connections for a while after it was
+//! told to stop (a pod's endpoints propagate to every kube-proxy and
+//! ingress controller one after another). The adaptive drain measures that
+//! while instead of guessing it: new connections and new requests on the
+//! service's listeners are stamped while draining, and the coordinator
+//! closes the listener once none has come for `drain_quiet` (counted from
+//! the trigger when none came), at the earliest `drain_min` (and
+//! `drain_delay`) after the trigger, at the latest `drain_max`.
+//!
+//! The admin listener (`admin_listen`, or a socket named `admin`) is for
+//! the platform: `GET /drain` there triggers the shutdown and is answered,
+//! with the drain's figures, when the drain has ended, so a Kubernetes
+//! preStop `httpGet` lasts exactly as long as the drain and SIGTERM comes
+//! after it. That request holds a worker while it waits (bounded by the
+//! longest drain); it waits on the lifecycle, never on a client. Every
+//! other request there goes to the handler (probes), and nothing there
+//! counts as traffic for the drain. Whoever reaches it can stop the
+//! process: keep it off the ports clients reach.
 //!
 //! # Restart on one host without a refused connection
 //!
@@ -155,8 +180,8 @@
 //! | module | its one job |
 //! |---|---|
 //! | `http/` | the HTTP/1.1 engine on `httparse`: heads, body framing, responses, keep-alive, the [`WireError`] table; it never waits and knows nothing of threads |
-//! | `server/` | sockets and threads: listener, acceptor, poller, registry (the connection states), memory budget, workers, counters, the watchdog and the heartbeats it checks |
-//! | `lifecycle/` | phases and deadline, the in-flight tracker, cleanup hooks, signals, restart requests, systemd notify, the shutdown sequence and its report |
+//! | `server/` | sockets and threads: listener, acceptor, poller, registry (the connection states), memory budget, workers, counters, the admin listener's drain endpoint, the watchdog and the heartbeats it checks |
+//! | `lifecycle/` | phases and deadline, the in-flight tracker, the drain's clock, cleanup hooks, signals, restart requests, systemd notify, the shutdown sequence and its report |
 //! | `restart/` | the hot restart: starting the successor with the sockets (`exec`, which may use `unsafe`: fork-safe environment and descriptors), waiting for it, handing over |
 //! | `inherit.rs` | taking ownership of inherited descriptors, once: socket activation's listeners, the ready pipe, the predecessor's pidfd (may use `unsafe`) |
 //! | `config.rs` | [`ServerConfig`] and its validation |
