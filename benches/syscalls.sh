@@ -10,6 +10,7 @@
 #
 #   bash benches/syscalls.sh
 #   SERVER_BIN=benches/reference/target/release/axum-ok SERVER_ARGS=@ADDR@ bash benches/syscalls.sh
+#   SERVER_BIN=benches/reference/target/release/actix-ok SERVER_ARGS=@ADDR@ bash benches/syscalls.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
