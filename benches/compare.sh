@@ -129,14 +129,6 @@ sample_threads_during() {
   echo "$max"
 }
 
-# wrk_ms VALUE: wrk latency ("850.00us", "1.20ms", "2.01s", "1.00m") in ms.
-wrk_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
-    printf "%.3f", n }'
-}
-
 # ------------------------------------------------------------- sections ----
 servers=${SERVERS//,/ }
 conns_list=${CONNECTIONS//,/ }
