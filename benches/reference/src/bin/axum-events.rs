@@ -283,7 +283,7 @@ impl WireError {
     fn response_with_message(self, message: &str) -> Response {
         let (status, code, _) = self.row();
         let body = serde_json::json!({
-            "error": status.canonical_reason().unwrap_or(""),
+            "error": reason(status),
             "message": message,
             "code": code,
         });
@@ -294,6 +294,15 @@ impl WireError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// gremlins-api's reason phrases, which follow RFC 9110 (422 is
+/// "Unprocessable Content", where the `http` crate still says "Entity").
+fn reason(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
+        other => other.canonical_reason().unwrap_or(""),
     }
 }
 
