@@ -6,9 +6,11 @@
 //! (`actix_web::rt::time::sleep`, then `ok`), `GET /healthz` (`ok`),
 //! `POST /` (reads the whole body, then `ok`) and `GET /test/bytes?n=N`
 //! (N bytes of `x`, capped). Shutdown is actix's own signal handling:
-//! SIGTERM stops accepting, lets in-flight requests finish (at most its
-//! default 30 s shutdown timeout), then exits 0; SIGINT and SIGQUIT stop
-//! it without waiting for them.
+//! SIGTERM stops accepting and exits 0 once the open connections have
+//! closed, or after its default 30 s shutdown timeout; SIGINT and SIGQUIT
+//! stop it without waiting. It does not close idle keep-alive connections
+//! or answer `Connection: close` meanwhile, so clients that keep sending
+//! on their connections keep being served until that timeout.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
