@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end comparison of gremlins-api with tiny_http 0.12 and axum on this
-# machine, in one run: throughput (wrk), per-connection fairness, 10k idle
-# keep-alive connections, and shutdown under load. See benches/README.md.
+# End-to-end comparison of gremlins-api with tiny_http 0.12, axum 0.8 and
+# actix-web 4 on this machine, in one run: throughput (wrk), per-connection
+# fairness, 10k idle keep-alive connections, and shutdown under load. See
+# benches/README.md.
 #
 # Every server listens on 127.0.0.1 only, every load is bounded in time, and
 # every process this script starts is tracked by PID and killed on exit.
@@ -14,7 +15,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}                       # throughput rounds per server
 DURATION=${DURATION:-10}                  # seconds of each wrk run
 SECTIONS=${SECTIONS:-throughput,fairness,idle,shutdown}
-SERVERS=${SERVERS:-gremlins,tiny_http,axum}
+SERVERS=${SERVERS:-gremlins,tiny_http,axum,actix}
 CONNECTIONS=${CONNECTIONS:-64,512}        # wrk -c and fairness --connections
 FAIRNESS_DURATION=${FAIRNESS_DURATION:-5} # seconds of each fairness run
 FAIRNESS_PATHS=${FAIRNESS_PATHS:-/,/test/sleep?ms=5}
@@ -52,7 +53,7 @@ source "$here/common.sh"
 command -v wrk >/dev/null || die "wrk is missing (Debian: apt-get install wrk)"
 command -v cargo >/dev/null || die "cargo is missing"
 for s in ${SERVERS//,/ }; do
-  in_list "$s" gremlins,tiny_http,axum || die "unknown server '$s' in SERVERS"
+  in_list "$s" gremlins,tiny_http,axum,actix || die "unknown server '$s' in SERVERS"
 done
 for s in ${SECTIONS//,/ }; do
   in_list "$s" throughput,fairness,idle,shutdown || die "unknown section '$s' in SECTIONS"
@@ -79,7 +80,7 @@ fi
 if in_list gremlins "$SERVERS"; then
   log "building gremlins-api (release)"
   (cd "$root" && cargo build --release --bin gremlins-api) ||
-    die "gremlins-api does not build; run with SERVERS=tiny_http,axum to compare the references only"
+    die "gremlins-api does not build; run with SERVERS=tiny_http,axum,actix to compare the references only"
 fi
 log "building reference servers and loadgen (release)"
 cargo build --release --quiet --manifest-path "$ref_dir/Cargo.toml" --target-dir "$ref_dir/target"
@@ -103,6 +104,7 @@ start_server() {
       ;;
     tiny_http) cmd=("$ref_bin/tiny-http-ok" "$addr") ;;
     axum) cmd=("$ref_bin/axum-ok" "$addr") ;;
+    actix) cmd=("$ref_bin/actix-ok" "$addr") ;;
   esac
   SERVER_LOG="$OUT_DIR/logs/$name-$port.log"
   "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
@@ -125,14 +127,6 @@ sample_threads_during() {
     is_running "$job" || break
   done
   echo "$max"
-}
-
-# wrk_ms VALUE: wrk latency ("850.00us", "1.20ms", "2.01s", "1.00m") in ms.
-wrk_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
-    printf "%.3f", n }'
 }
 
 # ------------------------------------------------------------- sections ----

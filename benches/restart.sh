@@ -67,12 +67,8 @@ if ! command -v wrk >/dev/null; then
     die "could not install wrk"
   fi
 fi
-pg_bin=
 if in_list postgres "$STORES"; then
-  # shellcheck disable=SC2012 # version-sorted directory names, no odd characters
-  pg_bin=$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1)")
-  [[ -x $pg_bin/initdb && -x $pg_bin/postgres ]] ||
-    die "PostgreSQL is missing (Debian: apt-get install postgresql), or run with STORES=memory"
+  find_postgres || die "PostgreSQL is missing (Debian: apt-get install postgresql), or run with STORES=memory"
 fi
 
 if [[ -z $OUT_DIR ]]; then
@@ -94,36 +90,12 @@ fi
 [[ -x $gremlins_bin && -x $loadgen ]] || die "no binaries (run with BUILD=1)"
 
 # -------------------------------------------------------------- helpers ----
-now_ms() { date +%s%3N; }
 # sleep_until_ms T: sleeps until wall-clock ms T (at once if past).
 sleep_until_ms() {
   local left=$(($1 - $(now_ms)))
   ((left > 0)) && sleep "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')"
   return 0
 }
-# wait_for SECONDS COMMAND...: runs COMMAND every MARKER_POLL until it
-# succeeds (true) or SECONDS have passed (false).
-wait_for() {
-  local end=$(($(now_ms) + $1 * 1000))
-  shift
-  until "$@"; do
-    (($(now_ms) < end)) || return 1
-    sleep "$MARKER_POLL"
-  done
-}
-# wait_child PID SECONDS: waits for a child of this script, SIGKILL after
-# SECONDS; sets CHILD_EXIT.
-wait_child() {
-  wait_for "$2" not_running "$1" || {
-    log "process $1 still running after $2 s: killed"
-    kill -KILL "$1" 2>/dev/null || true
-  }
-  CHILD_EXIT=0
-  wait "$1" 2>/dev/null || CHILD_EXIT=$?
-  disown_pid "$1"
-}
-# shellcheck disable=SC2317 # called through wait_for
-not_running() { ! is_running "$1"; }
 # nth_mainpid N: the PID in the Nth MAINPID= message of the current run.
 # matches GREP_ARGS...: grep's output; no match is not a failure.
 matches() { grep "$@" || true; }
@@ -132,30 +104,6 @@ nth_mainpid() { matches -o 'MAINPID=[0-9]*' "$run_dir/notify.log" | sed -n "$1p"
 handed_over_or_failed() { [[ -n $(nth_mainpid "$1") ]] || grep -q 'restart failed' "$run_dir/server.log"; }
 # reaped PID: true once the subreaper of the current run reported PID.
 reaped() { grep -q "\"event\":\"reaped\",\"pid\":$1," "$run_dir/reaper.log" 2>/dev/null; }
-# wrk_ms VALUE: wrk latency ("850.00us", "1.20ms", "2.01s") in ms.
-wrk_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (v == "") { print "-"; exit }
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
-    printf "%.2f", n }'
-}
-# wrk_field FILE KEY: requests, p50, p99, max, connect, read, write, timeout, non2xx.
-wrk_field() {
-  local f=$1
-  case $2 in
-    requests) awk '/ requests in / { print $1 }' "$f" ;;
-    p50) wrk_ms "$(awk '$1 == "50%" { print $2 }' "$f")" ;;
-    p99) wrk_ms "$(awk '$1 == "99%" { print $2 }' "$f")" ;;
-    max) wrk_ms "$(awk '$1 == "Latency" { print $4; exit }' "$f")" ;;
-    connect | read | write | timeout)
-      awk -v k="$2" '/Socket errors:/ { gsub(/,/, ""); for (i = 3; i < NF; i += 2) if ($i == k) print $(i + 1) }' "$f" |
-        grep . || echo 0
-      ;;
-    non2xx) awk '/Non-2xx or 3xx responses:/ { print $5 }' "$f" | grep . || echo 0 ;;
-  esac
-}
-fmt2() { awk -v v="$1" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.2f", v; else print "-" }'; }
 
 # Generations of the current run not yet reaped are killed (and given a
 # moment to be reaped by the subreaper) before the owned list, so that no
@@ -173,45 +121,8 @@ restart_cleanup() {
     disown_pid "$p"
   done
   cleanup
-  [[ -n ${pg_dir:-} ]] && rm -rf "$pg_dir"
-  return 0
 }
 trap restart_cleanup EXIT
-
-# ----------------------------------------------------------- PostgreSQL ----
-pg_dir='' pg_pid='' pg_port=
-start_postgres() {
-  pg_dir=$(mktemp -d -t gremlins-restart-pg.XXXXXX)
-  local -a as_pg=()
-  if [[ $(id -u) -eq 0 ]]; then
-    # PostgreSQL refuses to run as root. setpriv execs, so $! is the postmaster.
-    chown postgres: "$pg_dir"
-    as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups --)
-  fi
-  "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust >"$OUT_DIR/logs/initdb.log" 2>&1 ||
-    die "initdb failed (see $OUT_DIR/logs/initdb.log)"
-  pg_port=$("$loadgen" free-port)
-  "${as_pg[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$pg_port" -k "$pg_dir" \
-    -c listen_addresses=127.0.0.1 -c max_connections=100 >"$OUT_DIR/logs/postgres.log" 2>&1 &
-  pg_pid=$!
-  own "$pg_pid"
-  wait_for "$PG_TIMEOUT" grep -q "ready to accept connections" "$OUT_DIR/logs/postgres.log" ||
-    die "PostgreSQL did not start (see $OUT_DIR/logs/postgres.log)"
-  log "PostgreSQL on 127.0.0.1:$pg_port (pid $pg_pid)"
-}
-stop_postgres() {
-  # SIGINT: PostgreSQL's fast shutdown.
-  kill -INT "$pg_pid" 2>/dev/null || true
-  wait_child "$pg_pid" "$PG_TIMEOUT"
-  rm -rf "$pg_dir"
-  pg_dir=
-}
-# pg_rows: rows in the events table, or "-".
-pg_rows() {
-  local psql
-  psql=$(command -v psql || echo "$pg_bin/psql")
-  "$psql" -h 127.0.0.1 -p "$pg_port" -U postgres -Atc "select count(*) from events" 2>/dev/null || echo "-"
-}
 
 # ------------------------------------------------------------- one run ----
 # run_store STORE: one server, wrk without and with restarts, the counting

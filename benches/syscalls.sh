@@ -10,6 +10,7 @@
 #
 #   bash benches/syscalls.sh
 #   SERVER_BIN=benches/reference/target/release/axum-ok SERVER_ARGS=@ADDR@ bash benches/syscalls.sh
+#   SERVER_BIN=benches/reference/target/release/actix-ok SERVER_ARGS=@ADDR@ bash benches/syscalls.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,10 +40,8 @@ source "$here/common.sh"
 
 # --------------------------------------------------------------- checks ----
 command -v wrk >/dev/null || die "wrk is missing (Debian: apt-get install wrk)"
-command -v perf >/dev/null || die "perf is missing (Debian: apt-get install linux-perf)"
 ((PERF_DELAY + PERF_SECS < DURATION)) || die "PERF_DELAY + PERF_SECS must be below DURATION"
-perf stat -x, -e raw_syscalls:sys_enter,context-switches,task-clock -- true >/dev/null 2>&1 ||
-  die "perf stat cannot count raw_syscalls:sys_enter here (perf_event_paranoid, tracefs?)"
+perf_check
 
 if ((BUILD)); then
   if [[ $SERVER_BIN == "${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api" ]]; then
@@ -79,8 +78,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   wrk_pid=$!
   own "$wrk_pid"
   sleep "$PERF_DELAY"
-  perf stat -x, -o "$OUT_DIR/perf-$round.csv" \
-    -e raw_syscalls:sys_enter,context-switches,task-clock -p "$server" -- sleep "$PERF_SECS" ||
+  perf_count "$server" "$PERF_SECS" "$OUT_DIR/perf-$round.csv" ||
     die "perf stat failed (see $OUT_DIR/perf-$round.csv)"
   wait "$wrk_pid" || log "wrk exited non-zero (see $OUT_DIR/wrk-$round.txt)"
   disown_pid "$wrk_pid"
@@ -89,10 +87,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
 
   rps=$(awk '/^Requests\/sec:/ { print $2 }' "$OUT_DIR/wrk-$round.txt")
   errs=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$OUT_DIR/wrk-$round.txt")
-  ev() { awk -F, -v e="$1" '$3 == e { print $1 }' "$OUT_DIR/perf-$round.csv"; }
-  sys=$(ev raw_syscalls:sys_enter)
-  cs=$(ev context-switches)
-  cpu_ms=$(ev task-clock)
+  sys=$(perf_event "$OUT_DIR/perf-$round.csv" raw_syscalls:sys_enter)
+  cs=$(perf_event "$OUT_DIR/perf-$round.csv" context-switches)
+  cpu_ms=$(perf_event "$OUT_DIR/perf-$round.csv" task-clock)
   awk -v r="$round" -v rps="$rps" -v s="$PERF_SECS" -v sys="$sys" -v cs="$cs" -v cpu="$cpu_ms" -v e="${errs:-0}" 'BEGIN {
     n = rps * s;
     if (n <= 0) { printf "%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", r, rps, e; exit }
