@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// database), so this is more than the number of cores.
     #[arg(long, env = "WORKERS", default_value_t = server().workers)]
     workers: usize,
+    /// Poller threads, each reading and writing the sockets of its share of
+    /// the connections; 0: one per four available cores, at least one.
+    #[arg(long, env = "POLLERS", default_value_t = server().pollers)]
+    pollers: usize,
     /// Connections with a request ready that may wait for a worker; when
     /// full, new ones are answered 503 with `Retry-After: 1`.
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = server().queue_capacity)]
@@ -214,6 +218,7 @@ impl Args {
         server.listen = self.listen;
         server.admin_listen = self.admin_listen;
         server.workers = self.workers;
+        server.pollers = self.pollers;
         server.queue_capacity = self.queue_capacity;
         server.max_connections = self.max_connections;
         server.max_requests_per_connection = self.max_requests_per_connection;

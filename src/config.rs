@@ -51,6 +51,11 @@ pub struct ServerConfig {
     /// database), so this is more than the number of cores. Default 16; at
     /// least 1.
     pub workers: usize,
+    /// Poller threads, each doing the socket reads and unfinished writes of
+    /// its share of the connections (spread round-robin as they are
+    /// accepted). Default 0: one per [`CORES_PER_POLLER`] available cores,
+    /// at least one; at most [`MAX_POLLERS`].
+    pub pollers: usize,
     /// Connections with a complete request that may wait for a worker;
     /// beyond, a request is answered 503 with `Retry-After: 1`. Default
     /// 1024; at least 1.
@@ -161,6 +166,15 @@ pub struct ServerConfig {
     pub test_never_ready: bool,
 }
 
+/// With `pollers` 0, one poller per this many available cores: a poller
+/// keeps about one core busy at full load, and the workers and the
+/// handlers need the others (measured on two cores: one poller serves
+/// `GET /` at 64 and 512 connections ahead of axum; see `benches/`).
+pub const CORES_PER_POLLER: usize = 4;
+/// The most pollers: beyond, the acceptor and the shared worker queue are
+/// the limit.
+pub const MAX_POLLERS: usize = 64;
+
 /// A thread the server cannot run without.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +192,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: None,
             workers: 16,
+            pollers: 0,
             queue_capacity: 1024,
             max_connections: 1024,
             max_requests_per_connection: 0,
@@ -281,6 +296,12 @@ impl ServerConfig {
             _ => Ok(()),
         };
         at_least_one("workers", self.workers)?;
+        if self.pollers > MAX_POLLERS {
+            return Err(ConfigError::new(
+                "pollers",
+                format!("must be at most {MAX_POLLERS} (0: one per {CORES_PER_POLLER} cores)"),
+            ));
+        }
         at_least_one("queue_capacity", self.queue_capacity)?;
         at_least_one("max_connections", self.max_connections)?;
         if !(1..=MAX_HEADERS_CEILING).contains(&self.max_headers) {
@@ -388,6 +409,18 @@ impl ServerConfig {
             quiet: self.drain_quiet,
             min: self.drain_min,
             max: self.drain_max,
+        }
+    }
+
+    /// The poller threads to run: `pollers`, or with 0 one per
+    /// [`CORES_PER_POLLER`] available cores, at least one.
+    pub fn poller_count(&self) -> usize {
+        match self.pollers {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                (cores / CORES_PER_POLLER).clamp(1, MAX_POLLERS)
+            }
+            count => count,
         }
     }
 

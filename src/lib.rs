@@ -102,7 +102,7 @@
 //! | thread | how many | waits on | does |
 //! |---|---|---|---|
 //! | acceptor | 1 | the listener's readiness | accepts, enforces `max_connections` (closing the longest-idle keep-alive connection to admit a new one, or answering `503` when none is idle), registers each connection with the registry |
-//! | poller | 1 | every client socket's readiness (edge-triggered, one registration per socket) and the registry's timers | reads each request whole, head and body, into memory; answers `Expect: 100-continue`; finishes the writes a worker could not; parks idle keep-alive connections; ends clients that are too slow |
+//! | poller | `pollers` (default: one per four cores, at least one) | the readiness of every client socket of its share (edge-triggered, one registration per socket; connections are spread round-robin as they are accepted and stay with their poller) and its registry's timers | reads each request whole, head and body, into memory; answers `Expect: 100-continue`; finishes the writes a worker could not; parks idle keep-alive connections; ends clients that are too slow |
 //! | workers | `workers` | the bounded worker queue, then the handler | run the handler on a complete request, serve the pipelined requests already complete behind it (a bounded number per turn), write without blocking, hand the rest back |
 //! | coordinator | the caller of [`Server::run`] | the shutdown trigger, then the drain's counts | runs the shutdown sequence against one deadline |
 //! | signals | 1, if a [`SignalListener`] is installed | SIGTERM, SIGINT and SIGHUP (a self-pipe) | triggers the shutdown; a second signal exits at once; SIGHUP asks for a hot restart |
@@ -249,7 +249,7 @@ mod sync;
 
 #[doc(hidden)]
 pub use config::SupervisedThread;
-pub use config::{ConfigError, ServerConfig};
+pub use config::{CORES_PER_POLLER, ConfigError, MAX_POLLERS, ServerConfig};
 pub use error::Error;
 pub use http::{
     BodyError, HeadError, ParsedRequest, Request, RequestError, Response, StatusCode, WireError,

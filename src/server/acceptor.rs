@@ -20,7 +20,7 @@ use super::conn::Next;
 use super::heartbeat::Heartbeat;
 use super::listener;
 use super::log_limit::RateLimitedWarning;
-use super::registry::Registry;
+use super::pollers::Pollers;
 use super::supervised::Supervised;
 use crate::http::Connection;
 use crate::http::WireError;
@@ -59,7 +59,7 @@ pub(crate) struct Acceptor {
 }
 
 struct Admission {
-    registry: Arc<Registry>,
+    pollers: Arc<Pollers>,
     lifecycle: Arc<Lifecycle>,
     max_connections: usize,
     over_capacity: RateLimitedWarning,
@@ -87,7 +87,7 @@ impl Accepted {
 impl Acceptor {
     pub(crate) fn spawn(
         listeners: Arc<Listeners>,
-        registry: Arc<Registry>,
+        pollers: Arc<Pollers>,
         lifecycle: Arc<Lifecycle>,
         max_connections: usize,
         heartbeat: Arc<Heartbeat>,
@@ -104,7 +104,7 @@ impl Acceptor {
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let stop = Arc::new(OnceLock::new());
         let mut admission = Admission {
-            registry,
+            pollers,
             lifecycle,
             max_connections,
             over_capacity: RateLimitedWarning::default(),
@@ -281,7 +281,7 @@ fn admit(stream: std::net::TcpStream, admin: bool, admission: &mut Admission) {
     }
     let mut http = Connection::new(stream);
     let over_capacity = admission.lifecycle.connections.count() > admission.max_connections
-        && !admission.registry.close_longest_idle();
+        && !admission.pollers.close_longest_idle();
     let next = if over_capacity {
         admission
             .lifecycle
@@ -297,7 +297,7 @@ fn admit(stream: std::net::TcpStream, admin: bool, admission: &mut Admission) {
         // under a flood, past this many registered connections a refused
         // one is answered with what the socket takes and closed at once
         // instead, so descriptors stay bounded.
-        if admission.registry.registered() >= admission.max_connections.saturating_mul(2) {
+        if admission.pollers.registered() >= admission.max_connections.saturating_mul(2) {
             http.respond_and_close(&refusal);
             let _ = http.write();
             return;
@@ -306,7 +306,7 @@ fn admit(stream: std::net::TcpStream, admin: bool, admission: &mut Admission) {
     } else {
         Next::Wait
     };
-    if let Err(error) = admission.registry.insert(http, open, admin, next) {
+    if let Err(error) = admission.pollers.insert(http, open, admin, next) {
         log::error!("acceptor: registering a connection failed: {error}");
     }
 }

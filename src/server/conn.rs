@@ -33,7 +33,9 @@ pub(crate) enum Next {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) http: Connection,
-    /// Its slot in the registry.
+    /// The poller whose registry holds it.
+    pub(super) poller: usize,
+    /// Its slot in that registry.
     pub(super) key: usize,
     /// Unique for the life of the process; tells a reused key's new
     /// connection from the old one's timer records and events.
@@ -139,6 +141,7 @@ impl Transfer {
 impl Conn {
     pub(super) fn new(
         http: Connection,
+        poller: usize,
         key: usize,
         id: u64,
         open: Option<InFlightGuard>,
@@ -147,6 +150,7 @@ impl Conn {
     ) -> Self {
         Self {
             http,
+            poller,
             key,
             id,
             open,

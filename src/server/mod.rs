@@ -1,4 +1,4 @@
-//! Sockets and threads: the acceptor, the readiness poller with the
+//! Sockets and threads: the acceptor, the readiness pollers each with its
 //! connection registry, the memory budget, and the fixed pool of workers;
 //! and the steps of the shutdown sequence that concern them.
 //!
@@ -17,6 +17,7 @@ mod heartbeat;
 mod listener;
 mod log_limit;
 mod poller;
+mod pollers;
 mod registry;
 mod stats;
 mod supervised;
@@ -39,7 +40,7 @@ use crate::restart::{self, Listeners, Restarter};
 use acceptor::{Acceptor, Stop};
 use conn::{Conn, Next};
 use heartbeat::Heartbeat;
-use registry::Registry;
+use pollers::Pollers;
 use watchdog::{Watchdog, Watched};
 use worker::{RunningSlot, WorkerContext};
 
@@ -59,9 +60,9 @@ pub struct Server {
     lifecycle: Arc<Lifecycle>,
     /// Made here rather than in `run`, with the worker queue, so that
     /// `stats` reads the queue and the memory budget from the start.
-    registry: Arc<Registry>,
-    /// The poller's poll instance, which `registry` registers with.
-    poll: mio::Poll,
+    pollers: Arc<Pollers>,
+    /// Each poller's poll instance, which its registry registers with.
+    polls: Vec<mio::Poll>,
     /// The worker queue's receiving end; its sender is the registry's.
     queue: Receiver<Box<Conn>>,
     stats: Stats,
@@ -140,18 +141,20 @@ impl Server {
         }
         let lifecycle = Lifecycle::new();
         let (queue_tx, queue) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
-        let (registry, poll) = Registry::new(
+        let (pollers, polls) = Pollers::new(
+            config.poller_count(),
             client_timeouts(&config),
             config.max_buffered_bytes,
-            queue_tx,
-            Arc::clone(&lifecycle),
+            &queue_tx,
+            &lifecycle,
         )
         .map_err(Error::Spawn)?;
-        let registry = Arc::new(registry);
+        drop(queue_tx);
+        let pollers = Arc::new(pollers);
         let stats = Stats::new(
             Arc::clone(&lifecycle),
             queue.clone(),
-            Arc::clone(&registry.budget),
+            Arc::clone(&pollers.budget),
         );
         Ok(Self {
             config,
@@ -159,8 +162,8 @@ impl Server {
             local_addrs,
             admin_addr,
             lifecycle,
-            registry,
-            poll,
+            pollers,
+            polls,
             queue,
             stats,
         })
@@ -214,8 +217,8 @@ impl Server {
             local_addrs,
             admin_addr: _,
             lifecycle,
-            registry,
-            poll,
+            pollers,
+            polls,
             queue: queue_rx,
             stats: _,
         } = self;
@@ -224,7 +227,7 @@ impl Server {
             .map(|_| RunningSlot::default())
             .collect();
         let context = Arc::new(WorkerContext {
-            registry: Arc::clone(&registry),
+            pollers: Arc::clone(&pollers),
             lifecycle: Arc::clone(&lifecycle),
             handler: Arc::new(handler),
             limits: config.limits(),
@@ -250,33 +253,37 @@ impl Server {
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::Spawn)?;
         drop(exit_tx);
-        let poller = {
-            let registry = Arc::clone(&registry);
-            let lifecycle = Arc::clone(&lifecycle);
-            let limits = config.limits();
-            let test = poller::TestHooks {
-                panic: config.test_panic_thread == Some(SupervisedThread::Poller),
-                stall_at: config
-                    .test_stall_poller_after
-                    .map(|after| Instant::now() + after),
-            };
-            std::thread::Builder::new()
-                .name("poller".into())
-                .spawn(move || {
-                    let _supervised = Supervised::new("poller", &lifecycle);
-                    poller::run(poll, &registry, &limits, &lifecycle, test);
-                })
-                .map_err(Error::Spawn)?
+        let test = poller::TestHooks {
+            panic: config.test_panic_thread == Some(SupervisedThread::Poller),
+            stall_at: config
+                .test_stall_poller_after
+                .map(|after| Instant::now() + after),
         };
+        let poller_threads = polls
+            .into_iter()
+            .enumerate()
+            .map(|(index, poll)| {
+                let pollers = Arc::clone(&pollers);
+                let lifecycle = Arc::clone(&lifecycle);
+                let limits = config.limits();
+                std::thread::Builder::new()
+                    .name(format!("poller-{index}"))
+                    .spawn(move || {
+                        let _supervised = Supervised::new("poller", &lifecycle);
+                        poller::run(poll, pollers.registry(index), &limits, &lifecycle, test);
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Spawn)?;
         let mut threads = Threads {
             acceptor: None,
             restarter: None,
             watchdog: None,
-            poller: Some(poller),
+            poller_threads,
             workers,
             exits: exit_rx,
             queue: queue_rx,
-            registry: Arc::clone(&registry),
+            pollers: Arc::clone(&pollers),
             running,
             lifecycle: Arc::clone(&lifecycle),
         };
@@ -287,7 +294,7 @@ impl Server {
         let acceptor_heartbeat = Arc::new(Heartbeat::default());
         let started = Acceptor::spawn(
             Arc::clone(&listeners),
-            Arc::clone(&registry),
+            Arc::clone(&pollers),
             Arc::clone(&lifecycle),
             config.max_connections,
             Arc::clone(&acceptor_heartbeat),
@@ -298,7 +305,7 @@ impl Server {
                 Some(interval) => Some(Watchdog::spawn(
                     interval,
                     Watched {
-                        registry: Arc::clone(&registry),
+                        pollers: Arc::clone(&pollers),
                         acceptor: acceptor_heartbeat,
                         acceptor_waker: Arc::clone(&acceptor.waker),
                         lifecycle: Arc::clone(&lifecycle),
@@ -327,9 +334,10 @@ impl Server {
         }
         let addresses: Vec<String> = local_addrs.iter().map(ToString::to_string).collect();
         log::info!(
-            "listening on {} with {} workers",
+            "listening on {} with {} workers and {} pollers",
             addresses.join(", "),
-            config.workers
+            config.workers,
+            pollers.count()
         );
         if !restart::announce_ready(&lifecycle) {
             lifecycle.notify.ready();
@@ -381,12 +389,12 @@ struct Threads {
     acceptor: Option<Acceptor>,
     restarter: Option<Restarter>,
     watchdog: Option<Watchdog>,
-    poller: Option<JoinHandle<()>>,
+    poller_threads: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     exits: Receiver<usize>,
     /// A receiver of the worker queue, to answer what is left in it.
     queue: Receiver<Box<Conn>>,
-    registry: Arc<Registry>,
+    pollers: Arc<Pollers>,
     running: Arc<[RunningSlot]>,
     lifecycle: Arc<Lifecycle>,
 }
@@ -408,7 +416,7 @@ impl Drain for Threads {
     }
 
     fn last_call(&mut self, until: Instant) {
-        self.registry.begin_last_call(until);
+        self.pollers.begin_last_call(until);
     }
 
     fn refuse_queued(&mut self) -> u64 {
@@ -416,10 +424,10 @@ impl Drain for Threads {
         while let Ok(conn) = self.queue.try_recv() {
             refused += 1;
             if let Some(conn) = self
-                .registry
+                .pollers
                 .transition(conn, Next::Refuse(registry::shutting_down()))
             {
-                self.registry.transition(conn, Next::Poll);
+                self.pollers.transition(conn, Next::Poll);
             }
         }
         refused
@@ -436,7 +444,7 @@ impl Drain for Threads {
         }
         // The workers finish what is queued and exit; the poller outlives
         // them, so output they hand back is written.
-        self.registry.close_queue();
+        self.pollers.close_queue();
         let mut exited = vec![false; self.workers.len()];
         let waiting_for =
             |exited: &[bool]| (0..exited.len()).any(|id| !exited[id] && !abandoned.contains(&id));
@@ -462,13 +470,13 @@ impl Drain for Threads {
                 .refused_shutting_down
                 .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
         }
-        self.registry.request_stop();
-        if let Some(poller) = self.poller.take() {
+        self.pollers.request_stop();
+        for poller in std::mem::take(&mut self.poller_threads) {
             if poller.join().is_err() {
-                log::error!("the poller thread panicked");
+                log::error!("a poller thread panicked");
             }
         }
         // The poller is gone: what was parked since is closed here.
-        self.registry.close_all_parked();
+        self.pollers.close_all_parked();
     }
 }

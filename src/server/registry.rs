@@ -142,6 +142,8 @@ const POOLED_BUFFERS: usize = 64;
 /// The registry and the poller its connections are registered with.
 #[derive(Debug)]
 pub(crate) struct Registry {
+    /// Which poller's: its connections carry it.
+    index: usize,
     poll_registry: mio::Registry,
     waker: Arc<mio::Waker>,
     slots: Mutex<Slots>,
@@ -167,22 +169,20 @@ pub(crate) struct Expired {
 }
 
 impl Registry {
-    /// A registry, and the poll instance whose thread drives it.
+    /// The registry of poller `index`, whose thread drives `poll` (woken
+    /// by `waker`); it shares the memory budget and the worker queue with
+    /// the other pollers' registries.
     pub(crate) fn new(
+        index: usize,
+        poll: &mio::Poll,
+        waker: Arc<mio::Waker>,
         timeouts: Timeouts,
-        max_buffered_bytes: u64,
+        budget: Arc<Budget>,
         queue: Sender<Box<Conn>>,
         lifecycle: Arc<Lifecycle>,
-    ) -> std::io::Result<(Self, mio::Poll)> {
-        let poll = mio::Poll::new()?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-        let budget = {
-            let waker = Arc::clone(&waker);
-            Budget::new(max_buffered_bytes, move || {
-                let _ = waker.wake();
-            })
-        };
-        let registry = Self {
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            index,
             poll_registry: poll.registry().try_clone()?,
             waker,
             slots: Mutex::new(Slots {
@@ -196,8 +196,7 @@ impl Registry {
             overloaded: Mutex::new(RateLimitedWarning::default()),
             pool: crossbeam_channel::bounded(POOLED_BUFFERS),
             heartbeat: Heartbeat::default(),
-        };
-        Ok((registry, poll))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -242,6 +241,7 @@ impl Registry {
         drop(slots);
         let conn = Box::new(Conn::new(
             http,
+            self.index,
             key,
             id,
             Some(open),
@@ -682,6 +682,17 @@ impl Registry {
 
     /// Closes the keep-alive connection idle the longest, to make room for
     /// a new one; returns whether there was one.
+    /// When the longest-idle keep-alive connection's idle time ends, if
+    /// there is one.
+    pub(crate) fn longest_idle_until(&self) -> Option<Instant> {
+        self.lock()
+            .slab
+            .iter()
+            .filter(|(_, slot)| slot.state == State::Idle && slot.conn.is_some())
+            .filter_map(|(_, slot)| slot.deadline)
+            .min()
+    }
+
     pub(crate) fn close_longest_idle(&self) -> bool {
         let conn = {
             let mut slots = self.lock();

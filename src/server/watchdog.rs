@@ -12,7 +12,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use mio::Waker;
 
 use super::heartbeat::Heartbeat;
-use super::registry::Registry;
+use super::pollers::Pollers;
 use crate::lifecycle::Lifecycle;
 
 /// The running watchdog thread.
@@ -24,7 +24,7 @@ pub(crate) struct Watchdog {
 
 /// The threads the watchdog vouches for.
 pub(crate) struct Watched {
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) pollers: Arc<Pollers>,
     pub(crate) acceptor: Arc<Heartbeat>,
     pub(crate) acceptor_waker: Arc<Waker>,
     pub(crate) lifecycle: Arc<Lifecycle>,
@@ -43,7 +43,7 @@ impl Watchdog {
             .spawn(move || {
                 let mut stuck = false;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
-                    let poller = watched.registry.poller_answered_then_ask();
+                    let poller = watched.pollers.answered_then_ask();
                     let acceptor = watched.acceptor.answered_then_ask();
                     let _ = watched.acceptor_waker.wake();
                     if poller && acceptor {

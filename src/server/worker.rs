@@ -14,7 +14,8 @@ use crossbeam_channel::Receiver;
 use super::admin;
 use super::conn::{Conn, Next};
 use super::handler::Handler;
-use super::registry::{Registry, shutting_down};
+use super::pollers::Pollers;
+use super::registry::shutting_down;
 use crate::http::WireError;
 use crate::http::{KeepAlive, Limits};
 use crate::lifecycle::{AbandonedRequest, Lifecycle};
@@ -59,7 +60,7 @@ pub(crate) fn running_requests(slots: &[RunningSlot]) -> Vec<AbandonedRequest> {
 
 /// What a worker needs, shared with the server.
 pub(crate) struct WorkerContext {
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) pollers: Arc<Pollers>,
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) limits: Limits,
@@ -72,10 +73,10 @@ pub(crate) struct WorkerContext {
 /// Serves connections until the queue is closed and empty.
 pub(crate) fn run(id: usize, queue: &Receiver<Box<Conn>>, context: &WorkerContext) {
     for mut conn in queue.iter() {
-        context.registry.handling(&conn);
+        context.pollers.handling(&conn);
         let next = serve_turn(id, &mut conn, context);
-        if let Some(conn) = context.registry.transition(conn, next) {
-            context.registry.transition(conn, Next::Poll);
+        if let Some(conn) = context.pollers.transition(conn, next) {
+            context.pollers.transition(conn, Next::Poll);
         }
     }
     context.handler.worker_exit();
