@@ -220,6 +220,47 @@ fn ask_for_a_mebibyte_with_a_small_window(addr: SocketAddr) -> TcpStream {
 }
 
 #[test]
+fn a_steady_reader_is_kept_while_it_drains_what_the_kernel_holds() {
+    let _serial = one_at_a_time();
+    // 1 KiB/s at least after 1 s; the client reads 20 KiB/s for 8 s. The
+    // kernels take hundreds of KiB of the 4 MiB answer at once, and the
+    // socket has no room for more for far longer than the grace: the
+    // client must be judged on what it takes from the kernel, not on what
+    // the server could write (which is nothing for a while).
+    let server = EchoServer::start(|config| {
+        config.min_write_rate = 1024;
+        config.min_rate_grace = Duration::from_secs(1);
+    });
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(b"GET /bytes?n=4194304 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send the request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let started = Instant::now();
+    let mut received = 0;
+    // 2 KiB every 100 ms for 8 s.
+    for _ in 0..80 {
+        let mut chunk = [0u8; 2048];
+        match support::read_retrying(&stream, &mut chunk) {
+            Ok(0) => panic!("closed after {received} bytes, {:?}", started.elapsed()),
+            Ok(count) => received += count,
+            Err(error) => panic!(
+                "cut off after {received} bytes, {:?}: {error}",
+                started.elapsed()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        server.open_connections(),
+        1,
+        "the reader was let go after {received} bytes"
+    );
+}
+
+#[test]
 fn a_reader_at_100_bytes_a_second_of_a_1_mib_response_is_closed() {
     let _serial = one_at_a_time();
     let server = EchoServer::start(|_| {});

@@ -86,7 +86,14 @@ pub(super) struct Transfer {
     base: u64,
     /// Time the server held it back (waiting for room).
     paused: Duration,
+    /// For output whose rate ran out: when the kernel was last looked at,
+    /// and what the client had taken by then (see `taking_from_kernel`).
+    kernel_look: Option<(Instant, u64)>,
 }
+
+/// The least time between two looks at what a client whose writes wait
+/// takes from the kernel (see `Conn::taking_from_kernel`).
+const KERNEL_LOOK: Duration = Duration::from_secs(5);
 
 /// Minimum rates and totals for bodies and output.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +127,7 @@ impl Transfer {
             started: Instant::now(),
             base,
             paused: Duration::ZERO,
+            kernel_look: None,
         }
     }
 
@@ -292,6 +300,42 @@ impl Conn {
         }
     }
 
+    /// Bytes of responses the client has taken: written to the socket and
+    /// no longer held by the kernel (acknowledged by the client's kernel).
+    fn output_taken(&self) -> u64 {
+        let held = self.http.unacknowledged_output().map_or(0, u64::from);
+        self.http.bytes_sent().saturating_sub(held)
+    }
+
+    /// When a write wait's rate has run out: whether the client is still
+    /// taking what the kernel already holds of its responses. A socket with
+    /// no room makes no readiness, so a client reading steadily from a
+    /// large kernel buffer would otherwise be judged on nothing. The first
+    /// look only takes a reference (the client's own kernel buffer fills at
+    /// once, whether its reader reads or not); each later one, at least
+    /// [`KERNEL_LOOK`] after the last, asks for progress since: the
+    /// client's kernel acknowledges in steps of a window update (up to
+    /// 64 KiB on loopback), so a rate over so short a time would wrong
+    /// a steady reader. As for an idle connection whose last response the
+    /// kernel still holds. Within `write_timeout` in all.
+    pub(super) fn taking_from_kernel(&mut self, rates: &Rates) -> bool {
+        let taken = self.output_taken();
+        let Some(transfer) = self
+            .transfer
+            .as_mut()
+            .filter(|transfer| transfer.direction == Direction::Output)
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        let keeps = transfer
+            .kernel_look
+            .is_none_or(|(_, before)| taken > before);
+        let in_time = transfer.started.elapsed() < rates.write_timeout;
+        transfer.kernel_look = (keeps && in_time).then_some((now, taken));
+        keeps && in_time
+    }
+
     /// At the end of an idle wait: whether the client is still taking the
     /// last response from the kernel, and took some of it since the last
     /// look (so the connection is kept, and looked at again shortly).
@@ -335,12 +379,22 @@ impl Conn {
                 rates.grace,
                 rates.body_timeout,
             ),
-            Direction::Output => transfer.deadline(
-                self.http.bytes_sent(),
-                rates.min_write_rate,
-                rates.grace,
-                rates.write_timeout,
-            ),
+            Direction::Output => {
+                let deadline = transfer.deadline(
+                    self.http.bytes_sent(),
+                    rates.min_write_rate,
+                    rates.grace,
+                    rates.write_timeout,
+                );
+                match transfer.kernel_look {
+                    // The next look at what the client takes from the
+                    // kernel, within the total.
+                    Some((looked, _)) => deadline
+                        .max(later(looked, rates.grace.max(KERNEL_LOOK)))
+                        .min(later(transfer.started, rates.write_timeout)),
+                    None => deadline,
+                }
+            }
         })
     }
 }

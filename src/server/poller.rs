@@ -161,6 +161,9 @@ impl Driver<'_> {
             State::ReadingHead => Next::Refuse(WireError::HeadTimedOut.response()),
             State::ReadingBody => Next::Refuse(RequestError::Body(BodyError::TimedOut).response()),
             State::AwaitingRoom => Next::Refuse(registry::out_of_room()),
+            // No room for writes, but the client reads what the kernel
+            // holds: judged again later on what it takes there.
+            State::Writing if self.registry.taking_from_kernel(&mut conn) => Next::Wait,
             // Too slow a reader, or a lingering client that stays.
             State::Writing | State::Lingering => Next::Close,
             State::Polling | State::Queued | State::Handling => {

@@ -682,6 +682,12 @@ impl Registry {
 
     /// Closes the keep-alive connection idle the longest, to make room for
     /// a new one; returns whether there was one.
+    /// At a write wait's end: whether the client is still taking what the
+    /// kernel holds at the minimum rate (see `Conn::taking_from_kernel`).
+    pub(crate) fn taking_from_kernel(&self, conn: &mut Conn) -> bool {
+        conn.taking_from_kernel(&self.timeouts.rates)
+    }
+
     /// When the longest-idle keep-alive connection's idle time ends, if
     /// there is one.
     pub(crate) fn longest_idle_until(&self) -> Option<Instant> {
