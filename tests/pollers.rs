@@ -27,15 +27,18 @@ fn thread_names(pid: u32) -> Vec<String> {
 #[test]
 fn two_pollers_serve_every_connection_and_the_drain_waits_for_both() {
     let mut service = Service::start(&["--pollers", "2", "--enable-test-routes"]);
-    let names = thread_names(service.pid());
-    assert_eq!(
+    // A thread names itself once it runs, so a name may lag its start.
+    let pollers = |names: &[String]| {
         names
             .iter()
             .filter(|name| name.starts_with("poller-"))
-            .count(),
-        2,
-        "threads: {names:?}"
-    );
+            .count()
+    };
+    support::wait_until(Duration::from_secs(5), "two threads named poller-N", || {
+        pollers(&thread_names(service.pid())) >= 2
+    });
+    let names = thread_names(service.pid());
+    assert_eq!(pollers(&names), 2, "threads: {names:?}");
     assert!(service.log_text().contains("and 2 pollers"));
 
     // Connections land on both pollers (round-robin); each serves its own.
