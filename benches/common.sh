@@ -2,9 +2,19 @@
 # Shared by the bench scripts (sourced, not run): logging, the processes a
 # script owns (killed by PID on any exit), bounded waits, /proc readings,
 # wrk's output, perf stat counts, a throwaway PostgreSQL, and number
-# helpers. The sourcing script sets BENCH_NAME (its log prefix), loadgen and
-# OUT_DIR/logs before it calls stop_server or start_postgres, and
-# MARKER_POLL if waits should poll more often than every 0.1 s.
+# helpers. The sourcing script sets `here` (its directory) before it
+# sources this; BENCH_NAME (its log prefix) and OUT_DIR/logs before it calls
+# stop_server or start_postgres; and MARKER_POLL if waits should poll more
+# often than every 0.1 s.
+
+# The repository, the reference servers' and gremlins-api's binaries, from
+# the directory of the sourcing script (`here`, which it sets first).
+# shellcheck disable=SC2154,SC2034 # `here` is the sourcing script's; it reads these
+root=$(cd "$here/.." && pwd)
+ref_dir="$here/reference"
+ref_bin="$ref_dir/target/release"
+loadgen="$ref_bin/loadgen"
+gremlins_bin="${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api"
 
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() {

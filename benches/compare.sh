@@ -39,11 +39,6 @@ SAMPLE_INTERVAL=1
 MARKER_POLL=0.1
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-ref_dir="$here/reference"
-ref_bin="$ref_dir/target/release"
-loadgen="$ref_bin/loadgen"
-gremlins_bin="${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api"
 
 BENCH_NAME=compare
 # shellcheck source=benches/common.sh

@@ -40,11 +40,6 @@ TERM_SECS=5
 TERM_AFTER=2
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-ref_dir="$here/reference"
-ref_bin="$ref_dir/target/release"
-loadgen="$ref_bin/loadgen"
-gremlins_bin="${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api"
 
 BENCH_NAME=post_events
 # shellcheck source=benches/common.sh

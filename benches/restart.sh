@@ -43,10 +43,6 @@ PG_TIMEOUT=30       # PostgreSQL starting, and stopping
 MARKER_POLL=0.02
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-ref_dir="$here/reference"
-loadgen="$ref_dir/target/release/loadgen"
-gremlins_bin="${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api"
 
 BENCH_NAME=restart
 # shellcheck source=benches/common.sh

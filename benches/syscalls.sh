@@ -14,12 +14,12 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-ref_dir="$here/reference"
-loadgen="$ref_dir/target/release/loadgen"
+BENCH_NAME=syscalls
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
 
 # ---------------------------------------------------------------- knobs ----
-SERVER_BIN=${SERVER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api}
+SERVER_BIN=${SERVER_BIN:-$gremlins_bin}
 SERVER_ARGS=${SERVER_ARGS:---listen @ADDR@} # @ADDR@ becomes 127.0.0.1:PORT
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
@@ -34,9 +34,6 @@ BUILD=${BUILD:-1}            # 0: use the binaries as they are
 READY_TIMEOUT=15
 STOP_TIMEOUT=10
 
-BENCH_NAME=syscalls
-# shellcheck source=benches/common.sh
-source "$here/common.sh"
 
 # --------------------------------------------------------------- checks ----
 command -v wrk >/dev/null || die "wrk is missing (Debian: apt-get install wrk)"
@@ -44,7 +41,7 @@ command -v wrk >/dev/null || die "wrk is missing (Debian: apt-get install wrk)"
 perf_check
 
 if ((BUILD)); then
-  if [[ $SERVER_BIN == "${CARGO_TARGET_DIR:-$root/target}/release/gremlins-api" ]]; then
+  if [[ $SERVER_BIN == "$gremlins_bin" ]]; then
     log "building gremlins-api (release)"
     (cd "$root" && cargo build --release --quiet --bin gremlins-api)
   fi

@@ -150,10 +150,6 @@ fn run(
 ) {
     let mut events = Events::with_capacity(8);
     let mut backoff = None;
-    let admin: Vec<bool> = (0..listeners.sockets.len())
-        .map(|index| listeners.is_admin(index))
-        .collect();
-    let listeners = &listeners.sockets;
     loop {
         if let Err(error) = poll.poll(&mut events, backoff) {
             if error.kind() != io::ErrorKind::Interrupted {
@@ -163,15 +159,15 @@ fn run(
         heartbeat.answer();
         match stop.get() {
             Some(Stop::Close { until }) => {
-                let admitted = admit_the_rest(listeners, &admin, poll, *until, admission);
-                deregister(listeners, poll);
+                let admitted = admit_the_rest(listeners, poll, *until, admission);
+                deregister(&listeners.sockets, poll);
                 log::info!(
                     "acceptor: admitted {admitted} connections from the backlog; listener closed"
                 );
                 return;
             }
             Some(Stop::HandOver) => {
-                deregister(listeners, poll);
+                deregister(&listeners.sockets, poll);
                 log::info!(
                     "acceptor: stopped accepting; the successor accepts on the same sockets"
                 );
@@ -180,8 +176,8 @@ fn run(
             None => {}
         }
         let mut wait = None;
-        for (socket, admin) in listeners.iter().zip(&admin) {
-            if let Accepted::Backoff(_) = accept_all(socket, *admin, admission) {
+        for (index, socket) in listeners.sockets.iter().enumerate() {
+            if let Accepted::Backoff(_) = accept_all(socket, listeners.is_admin(index), admission) {
                 wait = Some(ACCEPT_BACKOFF);
             }
         }
@@ -201,13 +197,12 @@ fn deregister(listeners: &[TcpListener], poll: &Poll) {
 /// still under way as they complete (they wake the listener), until none
 /// is left or `until` passes. Returns how many were accepted.
 fn admit_the_rest(
-    listeners: &[TcpListener],
-    admin: &[bool],
+    listeners: &Listeners,
     poll: &mut Poll,
     until: Instant,
     admission: &mut Admission,
 ) -> usize {
-    for socket in listeners {
+    for socket in &listeners.sockets {
         listener::stop_admitting(socket);
     }
     let mut events = Events::with_capacity(8);
@@ -216,10 +211,14 @@ fn admit_the_rest(
         // Counted before the accepts: no new handshake starts once the
         // filter is on, so when none was half-open here, every one that
         // completed is in the queue these accepts empty.
-        let half_open: usize = listeners.iter().map(listener::half_open_handshakes).sum();
+        let half_open: usize = listeners
+            .sockets
+            .iter()
+            .map(listener::half_open_handshakes)
+            .sum();
         let mut wait = None;
-        for (socket, admin) in listeners.iter().zip(admin) {
-            let accepted = accept_all(socket, *admin, admission);
+        for (index, socket) in listeners.sockets.iter().enumerate() {
+            let accepted = accept_all(socket, listeners.is_admin(index), admission);
             admitted += accepted.count();
             if let Accepted::Backoff(_) = accepted {
                 wait = Some(ACCEPT_BACKOFF);

@@ -148,12 +148,18 @@ impl Service {
 
     /// Sends a signal (`TERM`, `INT`, `KILL`, `STOP`, ...) to the process.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
+        assert!(self.kill(name), "kill -{name} {} failed", self.pid);
+    }
+
+    /// Runs `kill -NAME PID`; whether it succeeded.
+    fn kill(&self, name: &str) -> bool {
+        Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.pid.to_string())
+            .stderr(Stdio::null())
             .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {} failed", self.pid);
+            .expect("run kill")
+            .success()
     }
 
     /// Sends a signal as [`signal`](Self::signal) does, unless the process
@@ -166,13 +172,7 @@ impl Service {
         if self.exited.is_some() {
             return false;
         }
-        let sent = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid.to_string())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run kill");
-        if sent.success() {
+        if self.kill(name) {
             return true;
         }
         // It exited between the look and the kill.
