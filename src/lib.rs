@@ -102,7 +102,7 @@
 //! | thread | how many | waits on | does |
 //! |---|---|---|---|
 //! | acceptor | 1 | the listener's readiness | accepts, enforces `max_connections` (closing the longest-idle keep-alive connection to admit a new one, or answering `503` when none is idle), registers each connection with the registry |
-//! | poller | `pollers` (default: one per four cores, at least one) | the readiness of every client socket of its share (edge-triggered, one registration per socket; connections are spread round-robin as they are accepted and stay with their poller) and its registry's timers | reads each request whole, head and body, into memory; answers `Expect: 100-continue`; finishes the writes a worker could not; parks idle keep-alive connections; ends clients that are too slow |
+//! | poller | `pollers` (default: one per four cores, at least one) | the readiness of every client socket of its share (edge-triggered, one registration per socket; connections are spread round-robin as they are accepted and stay with their poller) and its registry's timers | reads each request whole, head and body, into memory; answers `Expect: 100-continue`; answers what the handler answers from memory at once ([`Handler::handle_inline`]: the reference service's health checks) and queues the rest; finishes the writes a worker could not; parks idle keep-alive connections; ends clients that are too slow |
 //! | workers | `workers` | the bounded worker queue, then the handler | run the handler on a complete request, serve the pipelined requests already complete behind it (a bounded number per turn), write without blocking, hand the rest back |
 //! | coordinator | the caller of [`Server::run`] | the shutdown trigger, then the drain's counts | runs the shutdown sequence against one deadline |
 //! | signals | 1, if a [`SignalListener`] is installed | SIGTERM, SIGINT and SIGHUP (a self-pipe) | triggers the shutdown; a second signal exits at once; SIGHUP asks for a hot restart |
@@ -111,7 +111,13 @@
 //! | cleanup hooks | 1 per hook, while it runs | the hook | bounded by `cleanup_timeout`; a hook that hangs is abandoned, not joined |
 //!
 //! Data flows one way: acceptor → registry → poller → queue → worker →
-//! registry, and the poller again for what is left to write.
+//! registry, and the poller again for what is left to write. A request the
+//! handler answers at once skips the queue: poller → registry. That saves
+//! the hand-off (a worker's wake-up, a context switch and a cold cache;
+//! `benches/syscalls.sh` measures it), and keeps probes answered when
+//! every worker is busy; the price is that nothing else on that poller
+//! moves while it runs, so it is only for answers made in microseconds
+//! without I/O.
 //!
 //! ## A connection's states
 //!

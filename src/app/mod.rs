@@ -147,10 +147,25 @@ impl App {
     }
 
     fn readyz(&self) -> Response {
+        self.readyz_from_memory()
+            .unwrap_or_else(|| Self::readiness_answer(self.readiness()))
+    }
+
+    /// The readiness answer when it needs no check: shutting down, or the
+    /// last check is younger than [`READINESS_CACHE`].
+    fn readyz_from_memory(&self) -> Option<Response> {
         if self.shutdown.is_shutting_down() {
-            return WireError::NotReadyShuttingDown.response();
+            return Some(WireError::NotReadyShuttingDown.response());
         }
-        let ready = self.readiness();
+        match *sync::lock(&self.readiness) {
+            Some((checked, ready)) if checked.elapsed() < READINESS_CACHE => {
+                Some(Self::readiness_answer(ready))
+            }
+            _ => None,
+        }
+    }
+
+    fn readiness_answer(ready: bool) -> Response {
         if ready {
             Response::text(StatusCode::OK, "ready")
         } else {
@@ -158,16 +173,11 @@ impl App {
         }
     }
 
-    /// Whether the dependencies are ready: the last check's result while it
-    /// is younger than [`READINESS_CACHE`]; otherwise one worker checks
-    /// again (bounded by the store's own timeout) while the others answer
-    /// from the last result, or "not ready" before the first check ended.
+    /// Whether the dependencies are ready, checked again: one worker checks
+    /// (bounded by the store's own timeout) while the others answer from
+    /// the last result, or "not ready" before the first check ended.
     fn readiness(&self) -> bool {
         let last = *sync::lock(&self.readiness);
-        match last {
-            Some((checked, ready)) if checked.elapsed() < READINESS_CACHE => return ready,
-            _ => {}
-        }
         if self
             .checking
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -192,8 +202,27 @@ impl App {
         Response::text(StatusCode::OK, "ok")
     }
 
+    /// Routes a request whose answer is made from memory at once (no I/O,
+    /// no wait): the health checks; `None` for every other.
+    fn route_from_memory(&self, request: &Request<'_>) -> Option<(&'static str, Response)> {
+        if !matches!(request.method(), "GET" | "HEAD") {
+            return None;
+        }
+        match request.path() {
+            "/" => Some(("/", Response::text(StatusCode::OK, "ok"))),
+            "/healthz" => Some(("/healthz", Response::text(StatusCode::OK, "ok"))),
+            "/readyz" => self
+                .readyz_from_memory()
+                .map(|response| ("/readyz", response)),
+            _ => None,
+        }
+    }
+
     /// Routes a request: the route template (for metrics) and the answer.
     fn route(&self, request: &mut Request<'_>) -> (&'static str, Response) {
+        if let Some(routed) = self.route_from_memory(request) {
+            return routed;
+        }
         let method = request.method();
         let read = matches!(method, "GET" | "HEAD");
         let path = request.path();
@@ -211,8 +240,6 @@ impl App {
             };
         }
         match (path, read) {
-            ("/", true) => ("/", Response::text(StatusCode::OK, "ok")),
-            ("/healthz", true) => ("/healthz", Response::text(StatusCode::OK, "ok")),
             ("/readyz", true) => ("/readyz", self.readyz()),
             ("/metrics", true) => ("/metrics", self.services.metrics.render()),
             ("/v1/events", true) => ("/v1/events", events::list(&self.services, request)),
@@ -242,10 +269,13 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-impl Handler for App {
-    fn handle(&self, request: &mut Request<'_>) -> Response {
-        let method = method_label(request.method());
-        let (route, response) = self.route(request);
+impl App {
+    /// Counts an answer in the metrics and, with a cache, the counters.
+    fn counted(
+        &self,
+        method: &'static str,
+        (route, response): (&'static str, Response),
+    ) -> Response {
         let status = response.status().0;
         self.services.metrics.record(RequestLabels {
             route,
@@ -256,6 +286,21 @@ impl Handler for App {
             self.counters.record(route, method, status);
         }
         response
+    }
+}
+
+impl Handler for App {
+    fn handle(&self, request: &mut Request<'_>) -> Response {
+        let method = method_label(request.method());
+        let routed = self.route(request);
+        self.counted(method, routed)
+    }
+
+    /// The health checks, answered from memory (see `route_from_memory`).
+    fn handle_inline(&self, request: &mut Request<'_>) -> Option<Response> {
+        let method = method_label(request.method());
+        let routed = self.route_from_memory(request)?;
+        Some(self.counted(method, routed))
     }
 
     /// Closes this worker's connections: PostgreSQL (which sends

@@ -19,6 +19,8 @@ mod log_limit;
 mod poller;
 mod pollers;
 mod registry;
+mod running;
+mod serve;
 mod stats;
 mod supervised;
 mod watchdog;
@@ -41,8 +43,9 @@ use acceptor::{Acceptor, Stop};
 use conn::{Conn, Next};
 use heartbeat::Heartbeat;
 use pollers::Pollers;
+use running::RunningSlot;
+use serve::ServeContext;
 use watchdog::{Watchdog, Watched};
-use worker::{RunningSlot, WorkerContext};
 
 pub use handler::Handler;
 pub use stats::{Stats, StatsSnapshot};
@@ -226,7 +229,7 @@ impl Server {
         let running: Arc<[RunningSlot]> = (0..config.workers)
             .map(|_| RunningSlot::default())
             .collect();
-        let context = Arc::new(WorkerContext {
+        let context = Arc::new(ServeContext {
             pollers: Arc::clone(&pollers),
             lifecycle: Arc::clone(&lifecycle),
             handler: Arc::new(handler),
@@ -263,14 +266,12 @@ impl Server {
             .into_iter()
             .enumerate()
             .map(|(index, poll)| {
-                let pollers = Arc::clone(&pollers);
-                let lifecycle = Arc::clone(&lifecycle);
-                let limits = config.limits();
+                let context = Arc::clone(&context);
                 std::thread::Builder::new()
                     .name(format!("poller-{index}"))
                     .spawn(move || {
-                        let _supervised = Supervised::new("poller", &lifecycle);
-                        poller::run(poll, pollers.registry(index), &limits, &lifecycle, test);
+                        let _supervised = Supervised::new("poller", &context.lifecycle);
+                        poller::run(poll, index, &context, test);
                     })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -434,7 +435,7 @@ impl Drain for Threads {
     }
 
     fn running(&self) -> Vec<AbandonedRequest> {
-        worker::running_requests(&self.running)
+        running::running_requests(&self.running)
     }
 
     fn stop(&mut self, abandoned: &[usize], deadline: Instant) {

@@ -1,7 +1,10 @@
 //! The readiness poller thread: owns every wait on a client. It reads
 //! heads and whole bodies, finishes writes the workers could not, lets
-//! lingering connections finish, queues complete requests for the
-//! workers, and answers or closes those whose time ran out.
+//! lingering connections finish, answers what the handler answers at once
+//! ([`Handler::handle_inline`]), queues the other complete requests for
+//! the workers, and answers or closes those whose time ran out.
+//!
+//! [`Handler::handle_inline`]: super::Handler::handle_inline
 //!
 //! Readiness is edge-triggered: each socket is registered once, and a
 //! request whose bytes are all there costs one read here.
@@ -11,12 +14,13 @@ use std::time::Instant;
 
 use mio::Events;
 
+use super::admin;
 use super::conn::{Conn, Next};
 use super::log_limit::RateLimitedWarning;
 use super::registry::{self, Expired, Readiness, Registry, State, WAKER};
+use super::serve::{MAX_PENDING_OUTPUT, MAX_REQUESTS_PER_TURN, ServeContext};
 use crate::http::WireError;
-use crate::http::{BodyError, Limits, ReadBuffer, RequestError};
-use crate::lifecycle::Lifecycle;
+use crate::http::{BodyError, ReadBuffer, RequestError};
 
 /// Most readiness events taken per wake-up.
 const EVENTS_CAPACITY: usize = 1024;
@@ -40,21 +44,16 @@ pub(crate) struct TestHooks {
 /// How long a stall asked for by a test lasts: longer than any test.
 const TEST_STALL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Runs until the registry is asked to stop; then closes every parked
-/// connection and returns.
-pub(crate) fn run(
-    mut poll: mio::Poll,
-    registry: &Registry,
-    limits: &Limits,
-    lifecycle: &Lifecycle,
-    test: TestHooks,
-) {
+/// Runs poller `index` until its registry is asked to stop; then closes
+/// every parked connection and returns.
+pub(crate) fn run(mut poll: mio::Poll, index: usize, context: &ServeContext, test: TestHooks) {
+    let registry = context.pollers.registry(index);
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
     let mut slow_writers = RateLimitedWarning::default();
     let mut driver = Driver {
+        index,
         registry,
-        limits,
-        lifecycle,
+        context,
         spare_reads: Vec::with_capacity(SPARE_READ_BUFFERS),
     };
     loop {
@@ -109,21 +108,27 @@ pub(crate) fn run(
 
 /// What the poller drives connections with.
 struct Driver<'a> {
+    /// Which poller this is, for its logs.
+    index: usize,
     registry: &'a Registry,
-    limits: &'a Limits,
-    lifecycle: &'a Lifecycle,
+    context: &'a ServeContext,
     spare_reads: Vec<ReadBuffer>,
 }
 
 impl Driver<'_> {
     /// Takes a connection as far as it goes, then where it says.
     fn drive(&mut self, mut conn: Box<Conn>) {
+        let mut answered = 0;
         loop {
             self.registry.lend_buffers(&mut conn);
             let spare = &mut self.spare_reads;
             conn.http
                 .lend_read_buffer(|| spare.pop().unwrap_or_default());
-            let next = conn.advance(self.limits, self.lifecycle, true);
+            let context = self.context;
+            let mut next = conn.advance(&context.limits, &context.lifecycle, true);
+            if matches!(next, Next::Serve) {
+                next = self.answer_at_once(&mut conn, &mut answered);
+            }
             if let Some(read) = conn.http.take_empty_read_buffer() {
                 if self.spare_reads.len() < SPARE_READ_BUFFERS
                     && read.capacity() <= MAX_KEPT_READ_BUFFER
@@ -138,6 +143,40 @@ impl Driver<'_> {
         }
     }
 
+    /// Answers the connection's complete request here if the handler
+    /// answers it at once, and those behind it likewise, at most
+    /// `MAX_REQUESTS_PER_TURN` in all (counted in `answered`); says where
+    /// the connection goes next: to a worker for the first request the
+    /// handler declines (or one past the bound).
+    fn answer_at_once(&self, conn: &mut Conn, answered: &mut u32) -> Next {
+        let context = self.context;
+        let lifecycle = &context.lifecycle;
+        while *answered < MAX_REQUESTS_PER_TURN
+            // Past it, a worker refuses the request, counted.
+            && !lifecycle.deadline_passed()
+            // The drain endpoint waits for the drain's end: a worker's.
+            && !(conn.admin && conn.http.path() == admin::DRAIN_PATH)
+        {
+            let thread = format_args!("poller {}", self.index);
+            let Some(answer) = ServeContext::run_handler(conn, &thread, |request| {
+                context.handler.handle_inline(request)
+            }) else {
+                break;
+            };
+            *answered += 1;
+            context.note_request(conn);
+            let open = context.queue_answer(conn, answer);
+            if !open || conn.http.pending_output() >= MAX_PENDING_OUTPUT {
+                return conn.advance(&context.limits, lifecycle, false);
+            }
+            match conn.advance(&context.limits, lifecycle, true) {
+                Next::Serve => {}
+                next => return next,
+            }
+        }
+        Next::Serve
+    }
+
     fn expire(&mut self, Expired { mut conn, state }: Expired) {
         let next = match state {
             // A request that arrived since the wait returned is served,
@@ -150,11 +189,9 @@ impl Driver<'_> {
             // not idle; a close now could cut it off.
             State::Idle if conn.still_receiving() => Next::Wait,
             State::Idle => {
-                if self.lifecycle.is_shutting_down() {
-                    self.lifecycle
-                        .counts
-                        .closed_idle
-                        .fetch_add(1, Ordering::Relaxed);
+                let lifecycle = &self.context.lifecycle;
+                if lifecycle.is_shutting_down() {
+                    lifecycle.counts.closed_idle.fetch_add(1, Ordering::Relaxed);
                 }
                 Next::Close
             }
