@@ -47,7 +47,7 @@ pub(crate) struct Args {
     #[arg(long, env = "WORKERS", default_value_t = server().workers)]
     workers: usize,
     /// Poller threads, each reading and writing the sockets of its share of
-    /// the connections; 0: one per four available cores, at least one.
+    /// the connections; 0: one per available core.
     #[arg(long, env = "POLLERS", default_value_t = server().pollers)]
     pollers: usize,
     /// Connections with a request ready that may wait for a worker; when

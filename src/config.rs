@@ -166,11 +166,17 @@ pub struct ServerConfig {
     pub test_never_ready: bool,
 }
 
-/// With `pollers` 0, one poller per this many available cores: a poller
-/// keeps about one core busy at full load, and the workers and the
-/// handlers need the others (measured on two cores: one poller serves
-/// `GET /` at 64 and 512 connections ahead of axum; see `benches/`).
-pub const CORES_PER_POLLER: usize = 4;
+/// With `pollers` 0, one poller per this many available cores. One per
+/// core: a poller that answers requests at once
+/// ([`Handler::handle_inline`]) is an event loop, like actix-web's one
+/// worker per core, and its reads and writes are most of what a request
+/// costs; a poller with nothing to do sleeps in `epoll_wait` and costs a
+/// thread, nothing more (measured on two cores: two pollers serve `GET /`
+/// at 512 connections 1.2x one, and a `POST` served by the workers no
+/// worse; see `benches/`).
+///
+/// [`Handler::handle_inline`]: crate::Handler::handle_inline
+pub const CORES_PER_POLLER: usize = 1;
 /// The most pollers: beyond, the acceptor and the shared worker queue are
 /// the limit.
 pub const MAX_POLLERS: usize = 64;
