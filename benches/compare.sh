@@ -22,7 +22,7 @@ FAIRNESS_PATHS=${FAIRNESS_PATHS:-/,/test/sleep?ms=5}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-3}                 # seconds the idle connections are held
 IDLE_EXIT_RUNS=${IDLE_EXIT_RUNS:-20}      # idle server SIGTERM-to-exit runs
-SHUTDOWN_RUNS=${SHUTDOWN_RUNS:-10}        # loaded shutdown runs per server
+SHUTDOWN_RUNS=${SHUTDOWN_RUNS:-10}        # loaded shutdown runs per server; 0: idle part only
 SHUTDOWN_CLIENTS=${SHUTDOWN_CLIENTS:-32}
 SHUTDOWN_PATH=${SHUTDOWN_PATH:-/test/sleep?ms=200}
 SHUTDOWN_IDLE_CLIENTS=${SHUTDOWN_IDLE_CLIENTS:-32} # keep-alive race clients on GET /
@@ -314,6 +314,8 @@ shutdown() {
   done
   emit ""
 
+  # SHUTDOWN_RUNS=0: the idle part alone.
+  ((SHUTDOWN_RUNS > 0)) || return 0
   shutdown_scenario loaded "$SHUTDOWN_CLIENTS" "$SHUTDOWN_PATH" 0
   shutdown_scenario keepalive 0 / "$SHUTDOWN_IDLE_CLIENTS"
 }

@@ -94,12 +94,26 @@ pub(crate) fn stop_admitting(listener: &TcpListener) {
 
 /// How many handshakes to this listener's port are half-open (SYN
 /// received, final ACK not yet): connections whose clients already think
-/// they are connected. Asked of the kernel through sock_diag netlink (a
-/// dump of SYN_RECV sockets, far cheaper than reading `/proc/net/tcp`, which
-/// formats every connection); 0 elsewhere than Linux or if it fails.
+/// they are connected. 0 elsewhere than Linux or if the kernel cannot say.
+///
+/// Counting them means a sock_diag dump of SYN_RECV sockets, and the
+/// kernel finds those by walking its whole established hash table, however
+/// few there are: about 1 ms with the 262,144 buckets of a small 2-core
+/// machine (the table grows with memory), on every stop. So the kernel is first asked whether
+/// one can exist at all: every handshake under way holds a reference on
+/// its listener (its request socket's `rsk_listener`, Linux 4.4 on), which
+/// it keeps until it is accepted, and the listener's reference count is in
+/// its `/proc/net/tcp` row, found without that walk (see
+/// [`proc_net::listener_references`]). A count of 1, the socket's own,
+/// means no handshake is under way and none waits to be accepted; the
+/// dump is made only when it is higher (which an accept queue not empty
+/// yet also makes it) or unknown.
 pub(crate) fn half_open_handshakes(listener: &TcpListener) -> usize {
     #[cfg(target_os = "linux")]
     {
+        if proc_net::listener_references(listener) == Some(1) {
+            return 0;
+        }
         listener
             .local_addr()
             .and_then(sock_diag::count_syn_recv)
@@ -112,6 +126,76 @@ pub(crate) fn half_open_handshakes(listener: &TcpListener) -> usize {
     {
         let _ = listener;
         0
+    }
+}
+
+/// A listening socket's row in `/proc/net/tcp` (or `tcp6`).
+#[cfg(target_os = "linux")]
+mod proc_net {
+    use std::fs::File;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Bytes asked of the kernel per read. The table is a seq_file, which
+    /// formats rows only until a read is filled, and a row is longer than
+    /// this: so each read formats at most one row beyond those already
+    /// seen, and the reads stop at this listener's row (listening sockets
+    /// come first), before the walk of the established hash that the rest
+    /// of the table costs.
+    const READ_SIZE: usize = 128;
+    /// Rows looked at, at most: more listening sockets than this on one
+    /// host and the answer is "unknown".
+    const MAX_ROWS: usize = 65_536;
+    /// The state column of a listening socket (`TCP_LISTEN`, in hex).
+    const LISTEN: &str = "0A";
+
+    /// The kernel's reference count on `listener`, read from its row
+    /// (found by the socket's inode) in the listening part of the table;
+    /// `None` if it cannot be read.
+    pub(super) fn listener_references(listener: &TcpListener) -> Option<u64> {
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .ok()?
+            .ino()
+            .to_string();
+        let table = if listener.local_addr().ok()?.is_ipv4() {
+            "/proc/net/tcp"
+        } else {
+            "/proc/net/tcp6"
+        };
+        let mut file = File::open(table).ok()?;
+        let mut chunk = [0u8; READ_SIZE];
+        let mut line = Vec::with_capacity(2 * READ_SIZE);
+        let mut rows = 0;
+        while rows <= MAX_ROWS {
+            let read = file.read(&mut chunk).ok()?;
+            if read == 0 {
+                return None;
+            }
+            for &byte in &chunk[..read] {
+                if byte != b'\n' {
+                    line.push(byte);
+                    continue;
+                }
+                rows += 1;
+                // sl, local address, remote address, state, tx:rx queues,
+                // timer, retransmits, uid, timeout, inode, references.
+                let row = std::str::from_utf8(&line).ok()?;
+                let columns: Vec<&str> = row.split_whitespace().take(11).collect();
+                if rows > 1 {
+                    match columns.as_slice() {
+                        [_, _, _, state, ..] if *state != LISTEN => return None,
+                        [.., row_inode, references] if *row_inode == inode => {
+                            return references.parse().ok();
+                        }
+                        _ => {}
+                    }
+                }
+                line.clear();
+            }
+        }
+        None
     }
 }
 
@@ -212,6 +296,11 @@ mod tests {
     #[test]
     fn a_handshake_waiting_for_its_final_ack_is_counted_as_half_open() {
         let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        assert_eq!(
+            proc_net::listener_references(&listener),
+            Some(1),
+            "an idle listener: its own reference only, so the dump is skipped"
+        );
         assert_eq!(half_open_handshakes(&listener), 0);
         // With quick ACKs off, Linux holds the handshake's final ACK until
         // the first data (or its delayed-ACK timer): meanwhile the server
@@ -220,6 +309,11 @@ mod tests {
         client.set_tcp_quickack(false).expect("quick ACKs off");
         let address = listener.local_addr().expect("local address");
         client.connect(&address.into()).expect("connect");
+        assert_eq!(
+            proc_net::listener_references(&listener),
+            Some(2),
+            "the handshake under way holds a reference on its listener"
+        );
         assert_eq!(half_open_handshakes(&listener), 1);
         // The first data carries the ACK: the handshake completes and the
         // connection can be accepted (SO_RCVTIMEO bounds accept's wait).
@@ -231,6 +325,16 @@ mod tests {
         listener
             .accept()
             .expect("the completed handshake, accepted");
+        assert_eq!(proc_net::listener_references(&listener), Some(1));
         assert_eq!(half_open_handshakes(&listener), 0);
+    }
+
+    #[test]
+    fn an_ipv6_listener_is_found_in_the_tcp6_table() {
+        let Ok(listener) = bind("[::1]:0".parse().expect("address")) else {
+            eprintln!("no IPv6 loopback here: nothing to check");
+            return;
+        };
+        assert_eq!(proc_net::listener_references(&listener), Some(1));
     }
 }
