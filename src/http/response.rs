@@ -1,7 +1,6 @@
 //! Responses and how they are written on the wire.
 
 use std::borrow::Cow;
-use std::io::Write;
 
 use super::date;
 use super::status::StatusCode;
@@ -115,9 +114,12 @@ impl Response {
         connection: ConnectionHeader,
         head_only: bool,
     ) {
-        let reason = self.status.reason();
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", self.status.0);
+        let mut digits = itoa::Buffer::new();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(digits.format(self.status.0).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.reason().as_bytes());
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(b"Date: ");
         date::append_now(out);
         out.extend_from_slice(b"\r\n");
@@ -135,7 +137,9 @@ impl Response {
                 log::warn!("dropped a response header with a line break in it: {name:?}");
             }
         }
-        let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(digits.format(self.body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
         match connection {
             ConnectionHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
             ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
