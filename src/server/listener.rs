@@ -129,7 +129,9 @@ pub(crate) fn half_open_handshakes(listener: &TcpListener) -> usize {
     }
 }
 
-/// A listening socket's row in `/proc/net/tcp` (or `tcp6`).
+/// A listening socket's row in `/proc/net/tcp` (or `tcp6`), read as
+/// `/proc/self/net/...`: the unit's `ProcSubset=pid` hides `/proc/net`
+/// but not the process's own directory.
 #[cfg(target_os = "linux")]
 mod proc_net {
     use std::fs::File;
@@ -160,9 +162,9 @@ mod proc_net {
             .ino()
             .to_string();
         let table = if listener.local_addr().ok()?.is_ipv4() {
-            "/proc/net/tcp"
+            "/proc/self/net/tcp"
         } else {
-            "/proc/net/tcp6"
+            "/proc/self/net/tcp6"
         };
         let mut file = File::open(table).ok()?;
         let mut chunk = [0u8; READ_SIZE];
