@@ -526,6 +526,9 @@ fn when_slow_readers_use_up_the_budget_they_are_reset_before_their_grace_and_oth
     let server = EchoServer::start(|config| {
         config.max_buffered_bytes = 4 * 1024 * 1024;
         config.workers = 4;
+        // Readers on both pollers: the one the request waits on must not
+        // be the only one to shed its readers.
+        config.pollers = 2;
     });
     // Each asks for 1 MiB and never reads: 16 of them hold far more than
     // the 4 MiB budget in unwritten output.

@@ -91,7 +91,7 @@ pub(crate) fn run(mut poll: mio::Poll, index: usize, context: &ServeContext, tes
         for conn in registry.take_to_poll() {
             driver.drive(conn);
         }
-        if registry.shed_slow_writers() > 0 {
+        if context.pollers.shed_slow_writers() > 0 {
             slow_writers.warn(|| {
                 "memory budget used up: reset connections reading their responses too slowly".into()
             });

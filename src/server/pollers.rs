@@ -122,6 +122,15 @@ impl Pollers {
         self.all().iter().map(Registry::registered).sum()
     }
 
+    /// When requests wait for room: resets the slow readers of every
+    /// poller (see [`Registry::shed_slow_writers`]), since the memory they
+    /// hold is shared: a poller whose request waits must not depend on
+    /// another, asleep until its own timers, to free it before the wait
+    /// for room ends. Returns how many it reset.
+    pub(crate) fn shed_slow_writers(&self) -> usize {
+        self.all().iter().map(Registry::shed_slow_writers).sum()
+    }
+
     /// Closes the longest-idle keep-alive connection of all pollers;
     /// whether one was.
     pub(crate) fn close_longest_idle(&self) -> bool {
