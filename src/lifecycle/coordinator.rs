@@ -95,7 +95,6 @@ pub(crate) fn run(
     let mut phases = PhaseDurations::default();
 
     let drain = policy.wait(&lifecycle.arrivals, started);
-    lifecycle.arrivals.end(drain);
     phases.drain_delay_ms = millis(started.elapsed());
     if drain.reason != DrainEnd::None {
         log::info!(
@@ -128,6 +127,10 @@ pub(crate) fn run(
     // (EMFILE) is retried as the last call closes idle connections, and a
     // connection the kernel completed is served, never reset.
     server.stop_accepting(deadline, hand_over);
+    // The drain endpoint answers now, not when the drain ended: SIGTERM
+    // follows its answer, and a client connecting after it must be
+    // refused, not admitted (the listener is closed by now).
+    lifecycle.arrivals.end(drain);
     log::info!(
         "shutdown: listener closed; {} connections open, {} requests in flight; idle connections get a \
          last call of {} ms",

@@ -1,8 +1,9 @@
 //! The admin listener's own endpoint, `/drain`: the platform (the
 //! kubelet's `preStop` hook) asks for the drain before it sends SIGTERM,
-//! and the answer comes when the drain has ended, so the hook lasts as
-//! long as the drain and SIGTERM follows once traffic has stopped. Every
-//! other request on the admin listener goes to the handler.
+//! and the answer comes when the drain has ended and the listener is
+//! closed, so the hook lasts as long as the drain and SIGTERM follows once
+//! traffic has stopped. Every other request on the admin listener goes to
+//! the handler.
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,9 @@ pub(crate) const DRAIN_PATH: &str = "/drain";
 const DRAIN_ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 /// Answers `GET` or `POST /drain`: starts the shutdown (as SIGTERM would;
-/// nothing more if one is under way), waits until the drain has ended, at
-/// most `longest_drain` and a margin, and answers 200 with the drain as
-/// the shutdown report gives it.
+/// nothing more if one is under way), waits until the drain has ended and
+/// the listener is closed, at most `longest_drain` and a margin, and
+/// answers 200 with the drain as the shutdown report gives it.
 pub(crate) fn drain(method: &str, lifecycle: &Lifecycle, longest_drain: Duration) -> Response {
     if method != "GET" && method != "POST" {
         return WireError::MethodNotAllowed
