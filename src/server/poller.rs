@@ -18,7 +18,7 @@ use super::admin;
 use super::conn::{Conn, Next};
 use super::log_limit::RateLimitedWarning;
 use super::registry::{self, Expired, Readiness, Registry, State, WAKER};
-use super::serve::{MAX_PENDING_OUTPUT, MAX_REQUESTS_PER_TURN, ServeContext};
+use super::serve::ServeContext;
 use crate::http::WireError;
 use crate::http::{BodyError, ReadBuffer, RequestError};
 
@@ -144,37 +144,23 @@ impl Driver<'_> {
     }
 
     /// Answers the connection's complete request here if the handler
-    /// answers it at once, and those behind it likewise, at most
-    /// `MAX_REQUESTS_PER_TURN` in all (counted in `answered`); says where
-    /// the connection goes next: to a worker for the first request the
-    /// handler declines (or one past the bound).
+    /// answers it at once, and those behind it likewise (at most a turn's
+    /// bound in all, counted in `answered`); says where the connection
+    /// goes next: to a worker for the first request the handler declines.
     fn answer_at_once(&self, conn: &mut Conn, answered: &mut u32) -> Next {
         let context = self.context;
-        let lifecycle = &context.lifecycle;
-        while *answered < MAX_REQUESTS_PER_TURN
-            // Past it, a worker refuses the request, counted.
-            && !lifecycle.deadline_passed()
+        let thread = format_args!("poller {}", self.index);
+        context.serve_turn(conn, answered, true, |conn| {
             // The drain endpoint waits for the drain's end: a worker's.
-            && !(conn.admin && conn.http.path() == admin::DRAIN_PATH)
-        {
-            let thread = format_args!("poller {}", self.index);
-            let Some(answer) = ServeContext::run_handler(conn, &thread, |request| {
+            if conn.admin && conn.http.path() == admin::DRAIN_PATH {
+                return None;
+            }
+            let answer = ServeContext::run_handler(conn, &thread, |request| {
                 context.handler.handle_inline(request)
-            }) else {
-                break;
-            };
-            *answered += 1;
+            })?;
             context.note_request(conn);
-            let open = context.queue_answer(conn, answer);
-            if !open || conn.http.pending_output() >= MAX_PENDING_OUTPUT {
-                return conn.advance(&context.limits, lifecycle, false);
-            }
-            match conn.advance(&context.limits, lifecycle, true) {
-                Next::Serve => {}
-                next => return next,
-            }
-        }
-        Next::Serve
+            Some(context.queue_answer(conn, answer))
+        })
     }
 
     fn expire(&mut self, Expired { mut conn, state }: Expired) {

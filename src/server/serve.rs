@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::conn::Conn;
+use super::conn::{Conn, Next};
 use super::handler::Handler;
 use super::pollers::Pollers;
+use super::registry::shutting_down;
 use super::running::RunningSlot;
 use crate::http::{KeepAlive, Limits, Request, Response, WireError};
 use crate::lifecycle::Lifecycle;
@@ -19,12 +20,12 @@ use crate::lifecycle::Lifecycle;
 /// Stop serving more pipelined requests in a turn once this much of their
 /// responses is waiting to be written (backpressure on a client that does
 /// not read).
-pub(crate) const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// Requests one connection may have served in one turn (of a worker, or
 /// of the poller's answers at once); a client that keeps pipelining then
 /// goes to the back of the queue, so it cannot hold a thread for as long
 /// as it keeps sending.
-pub(crate) const MAX_REQUESTS_PER_TURN: u32 = 64;
+const MAX_REQUESTS_PER_TURN: u32 = 64;
 
 /// What serving requests needs, shared by the workers and the pollers.
 pub(crate) struct ServeContext {
@@ -40,6 +41,44 @@ pub(crate) struct ServeContext {
 }
 
 impl ServeContext {
+    /// Serves the connection's complete request with `serve_one` (whether
+    /// the connection stays open, or `None` when it declines), then those
+    /// behind it, reading the socket for them only with `read_socket` (the
+    /// poller's); `served` counts the turn's requests, at most
+    /// `MAX_REQUESTS_PER_TURN`. Says where the connection goes next: a
+    /// request declined, or one past the bound, goes to a worker
+    /// (`Next::Serve`); past the shutdown deadline, it is refused.
+    pub(crate) fn serve_turn(
+        &self,
+        conn: &mut Conn,
+        served: &mut u32,
+        read_socket: bool,
+        mut serve_one: impl FnMut(&mut Conn) -> Option<bool>,
+    ) -> Next {
+        let lifecycle = &self.lifecycle;
+        while *served < MAX_REQUESTS_PER_TURN {
+            if lifecycle.deadline_passed() {
+                lifecycle
+                    .counts
+                    .refused_shutting_down
+                    .fetch_add(1, Ordering::Relaxed);
+                return Next::Refuse(shutting_down());
+            }
+            let Some(open) = serve_one(conn) else {
+                return Next::Serve;
+            };
+            *served += 1;
+            if !open || conn.http.pending_output() >= MAX_PENDING_OUTPUT {
+                break;
+            }
+            match conn.advance(&self.limits, lifecycle, read_socket) {
+                Next::Serve => {}
+                next => return next,
+            }
+        }
+        conn.advance(&self.limits, lifecycle, read_socket)
+    }
+
     /// Notes a request about to be served: while draining, a request on
     /// the service's listeners is traffic (the admin listener's are not).
     pub(crate) fn note_request(&self, conn: &Conn) {
