@@ -70,15 +70,16 @@ impl Drop for Checking<'_> {
 
 impl App {
     /// Builds the service from `config`: opens the store and cache
-    /// (lazily: nothing connects yet), creates the spool dir, starts the
+    /// (lazily: nothing connects yet), checks the spool can write under the
+    /// temp dir (its dir is created with the first spooled body), starts the
     /// counter flush, and registers the cleanup hooks `cleanup_temp_files`
     /// and `flush_metrics` (which run in the reverse order). `/metrics`
     /// reads the server's numbers through `stats` ([`Server::stats`]).
     ///
     /// [`Server::stats`]: crate::Server::stats
     ///
-    /// Fails when the spool dir cannot be created (under the system temp
-    /// dir, `TMPDIR`) or the counter flush thread cannot be started; the
+    /// Fails when no file can be created under the system temp dir
+    /// (`TMPDIR`) or the counter flush thread cannot be started; the
     /// error's message says which.
     pub fn new(
         config: &ServiceConfig,
@@ -101,7 +102,7 @@ impl App {
                 std::io::Error::new(
                     error.kind(),
                     format!(
-                        "could not create the spool dir under {}: {error}",
+                        "could not create a spool file under {}: {error}",
                         std::env::temp_dir().display()
                     ),
                 )

@@ -1,5 +1,7 @@
 //! Request bodies over a threshold are spooled to files in a temp dir the
-//! process owns; the `cleanup_temp_files` hook removes the dir at exit.
+//! process owns, created when the first one is; the `cleanup_temp_files`
+//! hook removes the dir at exit. A service that never spools never writes
+//! to the disk for it: no dir at start, nothing to remove at exit.
 
 use std::io::{self, Seek, Write};
 use std::path::PathBuf;
@@ -38,30 +40,61 @@ pub(crate) enum SpoolError {
     Io(io::Error),
 }
 
+/// Where the spool dir is in its life.
+#[derive(Debug)]
+enum Dir {
+    /// No body was spooled yet.
+    NotYet,
+    Created(TempDir),
+    /// Removed by the cleanup hook: nothing is spooled any more.
+    Removed,
+}
+
 /// The spool dir and the threshold.
 #[derive(Debug)]
 pub(crate) struct Spool {
-    dir: Mutex<Option<TempDir>>,
-    path: PathBuf,
+    dir: Mutex<Dir>,
+    /// Where the dir is created.
+    parent: PathBuf,
     threshold: usize,
 }
 
 impl Spool {
-    /// Creates the spool dir under the system temp dir (`TMPDIR`).
+    /// A spool under the system temp dir (`TMPDIR`); fails unless a file
+    /// can be created there (an unnamed one, gone once closed), so that a
+    /// temp dir the service cannot write to stops it at start, not at its
+    /// first large body.
     pub(crate) fn create(threshold: u64) -> io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("gremlins-api-spool-")
-            .tempdir()?;
-        let path = dir.path().to_path_buf();
+        let parent = std::env::temp_dir();
+        tempfile::tempfile_in(&parent)?;
         log::info!(
-            "spooling request bodies over {threshold} bytes to {}",
-            path.display()
+            "spooling request bodies over {threshold} bytes to a dir under {}, created when first \
+             needed",
+            parent.display()
         );
         Ok(Self {
-            dir: Mutex::new(Some(dir)),
-            path,
+            dir: Mutex::new(Dir::NotYet),
+            parent,
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
         })
+    }
+
+    /// A new spool file, in the spool dir (created if it is not yet).
+    fn new_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        let mut dir = sync::lock(&self.dir);
+        if matches!(*dir, Dir::NotYet) {
+            let created = tempfile::Builder::new()
+                .prefix("gremlins-api-spool-")
+                .tempdir_in(&self.parent)?;
+            log::info!("created the spool dir {}", created.path().display());
+            *dir = Dir::Created(created);
+        }
+        match &*dir {
+            Dir::Created(created) => tempfile::NamedTempFile::new_in(created.path()),
+            Dir::NotYet | Dir::Removed => Err(io::Error::other(
+                "the spool dir was removed: the service is shutting down",
+            )),
+        }
     }
 
     /// Reads the request body: into memory up to the threshold, into a
@@ -79,7 +112,7 @@ impl Spool {
                 break;
             }
         }
-        let mut file = tempfile::NamedTempFile::new_in(&self.path).map_err(SpoolError::Io)?;
+        let mut file = self.new_file().map_err(SpoolError::Io)?;
         file.write_all(&memory).map_err(SpoolError::Io)?;
         loop {
             let count = request.read_body(&mut chunk).map_err(SpoolError::Body)?;
@@ -92,17 +125,18 @@ impl Spool {
         Ok(SpooledBody::File(file))
     }
 
-    /// Removes the spool dir and whatever is left in it (the
-    /// `cleanup_temp_files` hook).
+    /// Removes the spool dir, if one was created, and whatever is left in
+    /// it (the `cleanup_temp_files` hook).
     pub(crate) fn remove(&self) -> io::Result<()> {
-        let dir = sync::lock(&self.dir).take();
+        let dir = std::mem::replace(&mut *sync::lock(&self.dir), Dir::Removed);
         match dir {
-            Some(dir) => {
+            Dir::Created(dir) => {
+                let shown = dir.path().display().to_string();
                 dir.close()?;
-                log::info!("removed the spool dir {}", self.path.display());
+                log::info!("removed the spool dir {shown}");
                 Ok(())
             }
-            None => Ok(()),
+            Dir::NotYet | Dir::Removed => Ok(()),
         }
     }
 }

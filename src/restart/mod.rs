@@ -141,12 +141,16 @@ impl Restarter {
         })
     }
 
-    /// Stops the thread (a successor still starting is killed: it said it
-    /// was not accepting yet) and joins it, so that it holds the listening
-    /// sockets no longer.
-    pub(crate) fn stop(self) {
+    /// Asks the thread to stop (a successor still starting is killed: it
+    /// said it was not accepting yet); [`join`](Self::join) waits for it.
+    pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
+    }
+
+    /// Waits for the thread asked to stop, so that it holds the listening
+    /// sockets no longer.
+    pub(crate) fn join(self) {
         if self.thread.join().is_err() {
             log::error!("the restart thread panicked");
         }

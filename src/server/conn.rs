@@ -10,6 +10,17 @@ use super::budget::Reservation;
 use crate::http::{Connection, KeepAlive, Limits, ReadStatus, Response, Written};
 use crate::lifecycle::{InFlightGuard, Lifecycle};
 
+/// What the worker queue carries.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// A connection with a whole request in memory, to serve.
+    Serve(Box<Conn>),
+    /// Exit: one per worker, queued behind every request at shutdown. Each
+    /// wakes exactly one worker; closing the queue instead would wake all
+    /// at once, to queue up on the channel's lock.
+    Stop,
+}
+
 /// Where a connection goes next, as its holder says.
 #[derive(Debug)]
 pub(crate) enum Next {

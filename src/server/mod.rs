@@ -12,6 +12,7 @@ mod acceptor;
 mod admin;
 mod budget;
 mod conn;
+mod exits;
 mod handler;
 mod heartbeat;
 mod listener;
@@ -40,7 +41,8 @@ use crate::lifecycle::coordinator::{self, Drain, Timeouts};
 use crate::lifecycle::{AbandonedRequest, Lifecycle, ShutdownHandle, ShutdownReport};
 use crate::restart::{self, Listeners, Restarter};
 use acceptor::{Acceptor, Stop};
-use conn::{Conn, Next};
+use conn::{Job, Next};
+use exits::WorkerExits;
 use heartbeat::Heartbeat;
 use pollers::Pollers;
 use running::RunningSlot;
@@ -67,7 +69,7 @@ pub struct Server {
     /// Each poller's poll instance, which its registry registers with.
     polls: Vec<mio::Poll>,
     /// The worker queue's receiving end; its sender is the registry's.
-    queue: Receiver<Box<Conn>>,
+    queue: Receiver<Job>,
     stats: Stats,
 }
 
@@ -143,7 +145,7 @@ impl Server {
             }
         }
         let lifecycle = Lifecycle::new();
-        let (queue_tx, queue) = crossbeam_channel::bounded::<Box<Conn>>(config.queue_capacity);
+        let (queue_tx, queue) = crossbeam_channel::bounded::<Job>(config.queue_capacity);
         let (pollers, polls) = Pollers::new(
             config.poller_count(),
             client_timeouts(&config),
@@ -225,7 +227,7 @@ impl Server {
             queue: queue_rx,
             stats: _,
         } = self;
-        let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<usize>();
+        let exits = Arc::new(WorkerExits::new(config.workers));
         let running: Arc<[RunningSlot]> = (0..config.workers)
             .map(|_| RunningSlot::default())
             .collect();
@@ -244,7 +246,7 @@ impl Server {
                 let context = Arc::clone(&context);
                 let exited = WorkerExit {
                     id,
-                    notify: exit_tx.clone(),
+                    exits: Arc::clone(&exits),
                 };
                 std::thread::Builder::new()
                     .name(format!("worker-{id}"))
@@ -255,7 +257,6 @@ impl Server {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::Spawn)?;
-        drop(exit_tx);
         let test = poller::TestHooks {
             panic: config.test_panic_thread == Some(SupervisedThread::Poller),
             stall_at: config
@@ -282,7 +283,7 @@ impl Server {
             watchdog: None,
             poller_threads,
             workers,
-            exits: exit_rx,
+            exits,
             queue: queue_rx,
             pollers: Arc::clone(&pollers),
             running,
@@ -376,12 +377,12 @@ fn client_timeouts(config: &ServerConfig) -> registry::Timeouts {
 /// Tells the server a worker thread has ended, also when it unwinds.
 struct WorkerExit {
     id: usize,
-    notify: crossbeam_channel::Sender<usize>,
+    exits: Arc<WorkerExits>,
 }
 
 impl Drop for WorkerExit {
     fn drop(&mut self) {
-        let _ = self.notify.send(self.id);
+        self.exits.exited(self.id);
     }
 }
 
@@ -392,9 +393,9 @@ struct Threads {
     watchdog: Option<Watchdog>,
     poller_threads: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
-    exits: Receiver<usize>,
+    exits: Arc<WorkerExits>,
     /// A receiver of the worker queue, to answer what is left in it.
-    queue: Receiver<Box<Conn>>,
+    queue: Receiver<Job>,
     pollers: Arc<Pollers>,
     running: Arc<[RunningSlot]>,
     lifecycle: Arc<Lifecycle>,
@@ -402,10 +403,12 @@ struct Threads {
 
 impl Drain for Threads {
     fn stop_accepting(&mut self, until: Instant, hand_over: bool) {
-        // First, so that the acceptor holds the last copy of the sockets
-        // and closing it closes them.
-        if let Some(restarter) = self.restarter.take() {
-            restarter.stop();
+        // Both threads hold the sockets: they close once both are gone, by
+        // the time this returns. The restarter stops while the acceptor
+        // admits the backlog.
+        let restarter = self.restarter.take();
+        if let Some(restarter) = &restarter {
+            restarter.request_stop();
         }
         if let Some(acceptor) = self.acceptor.take() {
             acceptor.stop_accepting(if hand_over {
@@ -413,6 +416,9 @@ impl Drain for Threads {
             } else {
                 Stop::Close { until }
             });
+        }
+        if let Some(restarter) = restarter {
+            restarter.join();
         }
     }
 
@@ -422,7 +428,10 @@ impl Drain for Threads {
 
     fn refuse_queued(&mut self) -> u64 {
         let mut refused = 0;
-        while let Ok(conn) = self.queue.try_recv() {
+        while let Ok(job) = self.queue.try_recv() {
+            let Job::Serve(conn) = job else {
+                continue;
+            };
             refused += 1;
             if let Some(conn) = self
                 .pollers
@@ -443,18 +452,15 @@ impl Drain for Threads {
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.stop();
         }
-        // The workers finish what is queued and exit; the poller outlives
-        // them, so output they hand back is written.
-        self.pollers.close_queue();
-        let mut exited = vec![false; self.workers.len()];
-        let waiting_for =
-            |exited: &[bool]| (0..exited.len()).any(|id| !exited[id] && !abandoned.contains(&id));
-        while waiting_for(&exited) {
-            match self.exits.recv_deadline(deadline) {
-                Ok(id) => exited[id] = true,
-                Err(_) => break,
-            }
+        // The workers finish what is queued and exit; the pollers outlive
+        // them, so output they hand back is written. With no connection
+        // left there is none: they stop alongside.
+        self.pollers.close_queue(self.workers.len());
+        let nothing_to_write = self.lifecycle.connections.count() == 0;
+        if nothing_to_write {
+            self.pollers.request_stop();
         }
+        let exited = self.exits.wait_all_but(abandoned, deadline);
         for (id, thread) in std::mem::take(&mut self.workers).into_iter().enumerate() {
             if exited[id] {
                 if thread.join().is_err() {
@@ -471,7 +477,9 @@ impl Drain for Threads {
                 .refused_shutting_down
                 .fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
         }
-        self.pollers.request_stop();
+        if !nothing_to_write {
+            self.pollers.request_stop();
+        }
         for poller in std::mem::take(&mut self.poller_threads) {
             if poller.join().is_err() {
                 log::error!("a poller thread panicked");

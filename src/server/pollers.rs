@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::budget::Budget;
-use super::conn::{Conn, Next};
+use super::conn::{Conn, Job, Next};
 use super::registry::{self, Registry};
 use crate::http::Connection;
 use crate::lifecycle::{InFlightGuard, Lifecycle};
@@ -37,7 +37,7 @@ impl Pollers {
         count: usize,
         timeouts: registry::Timeouts,
         max_buffered_bytes: u64,
-        queue: &Sender<Box<Conn>>,
+        queue: &Sender<Job>,
         lifecycle: &Arc<Lifecycle>,
     ) -> std::io::Result<(Self, Vec<mio::Poll>)> {
         let mut polls = Vec::with_capacity(count);
@@ -153,11 +153,12 @@ impl Pollers {
         }
     }
 
-    /// Queues nothing more, from any poller: the workers stop once the
-    /// queue is empty.
-    pub(crate) fn close_queue(&self) {
-        for registry in self.all() {
-            registry.close_queue();
+    /// Queues nothing more, from any poller, and one exit job for each of
+    /// the `workers`: they stop once the requests queued before are
+    /// served.
+    pub(crate) fn close_queue(&self, workers: usize) {
+        for (index, registry) in self.all().iter().enumerate() {
+            registry.close_queue(if index == 0 { workers } else { 0 });
         }
     }
 

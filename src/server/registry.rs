@@ -22,7 +22,7 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::budget::{Budget, Reservation};
-use super::conn::{Conn, Next, Rates, later};
+use super::conn::{Conn, Job, Next, Rates, later};
 use super::heartbeat::Heartbeat;
 use super::log_limit::RateLimitedWarning;
 use crate::http::WireError;
@@ -98,7 +98,7 @@ struct Slots {
     /// Connections waiting for room, first come first served: (key, id).
     awaiting_room: VecDeque<(usize, u64)>,
     /// The worker queue; dropped to stop the workers.
-    queue: Option<Sender<Box<Conn>>>,
+    queue: Option<Sender<Job>>,
 }
 
 /// What a readiness event says of a socket.
@@ -178,7 +178,7 @@ impl Registry {
         waker: Arc<mio::Waker>,
         timeouts: Timeouts,
         budget: Arc<Budget>,
-        queue: Sender<Box<Conn>>,
+        queue: Sender<Job>,
         lifecycle: Arc<Lifecycle>,
     ) -> std::io::Result<Self> {
         Ok(Self {
@@ -343,14 +343,14 @@ impl Registry {
             drop(slots);
             return Err((conn, shutting_down()));
         };
-        let refusal = match queue.try_send(conn) {
+        let refusal = match queue.try_send(Job::Serve(conn)) {
             Ok(()) => {
                 if let Some(slot) = slots.slab.get_mut(key).filter(|slot| slot.id == id) {
                     slot.state = State::Queued;
                 }
                 return Ok(());
             }
-            Err(TrySendError::Full(conn)) => {
+            Err(TrySendError::Full(Job::Serve(conn))) => {
                 drop(slots);
                 self.lifecycle
                     .counts
@@ -360,9 +360,12 @@ impl Registry {
                     .warn(|| "refused a request with 503: every worker queue slot is taken".into());
                 (conn, overloaded())
             }
-            Err(TrySendError::Disconnected(conn)) => {
+            Err(TrySendError::Disconnected(Job::Serve(conn))) => {
                 drop(slots);
                 (conn, shutting_down())
+            }
+            Err(TrySendError::Full(Job::Stop) | TrySendError::Disconnected(Job::Stop)) => {
+                unreachable!("BUG: the job sent was a request")
             }
         };
         Err(refusal)
@@ -724,9 +727,18 @@ impl Registry {
     }
 
     /// Stops the workers once the queue is empty: no more requests are
-    /// queued (one that would be is answered 503).
-    pub(crate) fn close_queue(&self) {
-        self.lock().queue = None;
+    /// queued (one that would be is answered 503). Queues `stops` exit
+    /// jobs behind them first (as many as there is room for: the rest of
+    /// the workers see the queue closed).
+    pub(crate) fn close_queue(&self, stops: usize) {
+        let Some(queue) = self.lock().queue.take() else {
+            return;
+        };
+        for _ in 0..stops {
+            if queue.try_send(Job::Stop).is_err() {
+                break;
+            }
+        }
     }
 
     /// For the watchdog: whether the poller answered the last heartbeat;

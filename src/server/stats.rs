@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Receiver;
 
 use super::budget::Budget;
-use super::conn::Conn;
+use super::conn::Job;
 use crate::lifecycle::{Lifecycle, Phase};
 
 /// Reads the server's numbers; from [`Server::stats`]. Cheap to clone; it
@@ -19,7 +19,7 @@ use crate::lifecycle::{Lifecycle, Phase};
 pub struct Stats {
     lifecycle: Arc<Lifecycle>,
     /// A receiver of the worker queue, only ever asked its length.
-    queue: Receiver<Box<Conn>>,
+    queue: Receiver<Job>,
     budget: Arc<Budget>,
 }
 
@@ -70,7 +70,7 @@ pub struct StatsSnapshot {
 impl Stats {
     pub(super) fn new(
         lifecycle: Arc<Lifecycle>,
-        queue: Receiver<Box<Conn>>,
+        queue: Receiver<Job>,
         budget: Arc<Budget>,
     ) -> Self {
         Self {

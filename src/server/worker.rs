@@ -7,13 +7,13 @@
 use crossbeam_channel::Receiver;
 
 use super::admin;
-use super::conn::{Conn, Next};
+use super::conn::{Conn, Job, Next};
 use super::running::set_running;
 use super::serve::ServeContext;
 
 /// Serves connections until the queue is closed and empty.
-pub(crate) fn run(id: usize, queue: &Receiver<Box<Conn>>, context: &ServeContext) {
-    for mut conn in queue.iter() {
+pub(crate) fn run(id: usize, queue: &Receiver<Job>, context: &ServeContext) {
+    while let Ok(Job::Serve(mut conn)) = queue.recv() {
         context.pollers.handling(&conn);
         // The requests already buffered behind the first are served too
         // (no read: the socket is the poller's).
