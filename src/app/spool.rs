@@ -79,22 +79,28 @@ impl Spool {
         })
     }
 
-    /// A new spool file, in the spool dir (created if it is not yet).
+    /// A new spool file, in the spool dir (created if it is not yet). The
+    /// lock is held to create the dir, not the file.
     fn new_file(&self) -> io::Result<tempfile::NamedTempFile> {
-        let mut dir = sync::lock(&self.dir);
-        if matches!(*dir, Dir::NotYet) {
-            let created = tempfile::Builder::new()
-                .prefix("gremlins-api-spool-")
-                .tempdir_in(&self.parent)?;
-            log::info!("created the spool dir {}", created.path().display());
-            *dir = Dir::Created(created);
-        }
-        match &*dir {
-            Dir::Created(created) => tempfile::NamedTempFile::new_in(created.path()),
-            Dir::NotYet | Dir::Removed => Err(io::Error::other(
-                "the spool dir was removed: the service is shutting down",
-            )),
-        }
+        let path = {
+            let mut dir = sync::lock(&self.dir);
+            if matches!(*dir, Dir::NotYet) {
+                let created = tempfile::Builder::new()
+                    .prefix("gremlins-api-spool-")
+                    .tempdir_in(&self.parent)?;
+                log::info!("created the spool dir {}", created.path().display());
+                *dir = Dir::Created(created);
+            }
+            match &*dir {
+                Dir::Created(created) => created.path().to_path_buf(),
+                Dir::NotYet | Dir::Removed => {
+                    return Err(io::Error::other(
+                        "the spool dir was removed: the service is shutting down",
+                    ));
+                }
+            }
+        };
+        tempfile::NamedTempFile::new_in(path)
     }
 
     /// Reads the request body: into memory up to the threshold, into a
