@@ -174,10 +174,7 @@ async fn migrate(pool: &Pool) -> Result<(), String> {
         .get()
         .await
         .map_err(|err| format!("cannot connect to PostgreSQL: {err}"))?;
-    let transaction = client
-        .transaction()
-        .await
-        .map_err(|err| describe(&err))?;
+    let transaction = client.transaction().await.map_err(|err| describe(&err))?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -338,15 +335,17 @@ async fn create(State(pool): State<Pool>, headers: HeaderMap, body: Bytes) -> Re
         ));
     }
     if parsed.kind.contains('\0') {
-        return WireError::InvalidEvent.response_with_message("`type` must not contain NUL (\\u0000)");
+        return WireError::InvalidEvent
+            .response_with_message("`type` must not contain NUL (\\u0000)");
     }
     if parsed
         .payload
         .iter()
         .any(|(key, value)| key.contains('\0') || value_has_nul(value))
     {
-        return WireError::InvalidEvent
-            .response_with_message("`payload` must not contain NUL (\\u0000) in any key or string");
+        return WireError::InvalidEvent.response_with_message(
+            "`payload` must not contain NUL (\\u0000) in any key or string",
+        );
     }
     let payload = serde_json::Value::Object(parsed.payload);
     match insert(&pool, &parsed.kind, &payload, key.as_deref()).await {
