@@ -15,9 +15,8 @@ use crate::lifecycle::{InFlightGuard, Lifecycle};
 pub(crate) enum Job {
     /// A connection with a whole request in memory, to serve.
     Serve(Box<Conn>),
-    /// Exit: one per worker, queued behind every request at shutdown. Each
-    /// wakes exactly one worker; closing the queue instead would wake all
-    /// at once, to queue up on the channel's lock.
+    /// Exit: one per worker, queued behind every request at shutdown (by
+    /// the pollers' `close_queue`).
     Stop,
 }
 

@@ -153,12 +153,23 @@ impl Pollers {
         }
     }
 
-    /// Queues nothing more, from any poller, and one exit job for each of
-    /// the `workers`: they stop once the requests queued before are
-    /// served.
+    /// Queues nothing more, from any poller, then one exit job for each of
+    /// the `workers`, behind every request: they stop once those are
+    /// served. Each job wakes one worker; closing the queue instead would
+    /// wake all at once, to queue up on the channel's lock. As many go as
+    /// there is room for: the rest of the workers see the queue closed.
     pub(crate) fn close_queue(&self, workers: usize) {
-        for (index, registry) in self.all().iter().enumerate() {
-            registry.close_queue(if index == 0 { workers } else { 0 });
+        let ends: Vec<Sender<Job>> = self
+            .all()
+            .iter()
+            .filter_map(Registry::close_queue)
+            .collect();
+        if let Some(end) = ends.first() {
+            for _ in 0..workers {
+                if end.try_send(Job::Stop).is_err() {
+                    break;
+                }
+            }
         }
     }
 
@@ -186,5 +197,41 @@ impl Pollers {
         for registry in self.all() {
             registry.close_all_parked();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn closing_the_queue_closes_every_pollers_end_then_queues_one_exit_per_worker() {
+        let lifecycle = Lifecycle::new();
+        let timeout = Duration::from_secs(5);
+        let timeouts = registry::Timeouts {
+            idle: timeout,
+            header: timeout,
+            rates: super::super::conn::Rates {
+                min_body_rate: 0,
+                min_write_rate: 0,
+                grace: timeout,
+                body_timeout: timeout,
+                write_timeout: timeout,
+            },
+        };
+        let (queue, jobs) = crossbeam_channel::bounded::<Job>(8);
+        let (pollers, _polls) =
+            Pollers::new(3, timeouts, 1 << 20, &queue, &lifecycle).expect("three pollers");
+        drop(queue);
+        pollers.close_queue(4);
+        let queued: Vec<Job> = jobs.try_iter().collect();
+        assert_eq!(queued.len(), 4, "one exit job per worker: {queued:?}");
+        assert!(queued.iter().all(|job| matches!(job, Job::Stop)));
+        assert_eq!(
+            jobs.try_recv().map(|_| ()),
+            Err(crossbeam_channel::TryRecvError::Disconnected),
+            "no poller can queue anything behind the exit jobs"
+        );
     }
 }

@@ -726,19 +726,10 @@ impl Registry {
         }
     }
 
-    /// Stops the workers once the queue is empty: no more requests are
-    /// queued (one that would be is answered 503). Queues `stops` exit
-    /// jobs behind them first (as many as there is room for: the rest of
-    /// the workers see the queue closed).
-    pub(crate) fn close_queue(&self, stops: usize) {
-        let Some(queue) = self.lock().queue.take() else {
-            return;
-        };
-        for _ in 0..stops {
-            if queue.try_send(Job::Stop).is_err() {
-                break;
-            }
-        }
+    /// Queues nothing more (a request that would be is answered 503):
+    /// gives up this poller's end of the worker queue, if it still has it.
+    pub(crate) fn close_queue(&self) -> Option<Sender<Job>> {
+        self.lock().queue.take()
     }
 
     /// For the watchdog: whether the poller answered the last heartbeat;
