@@ -82,24 +82,25 @@ impl Spool {
     /// A new spool file, in the spool dir (created if it is not yet). The
     /// lock is held to create the dir, not the file.
     fn new_file(&self) -> io::Result<tempfile::NamedTempFile> {
-        let path = {
-            let mut dir = sync::lock(&self.dir);
-            if matches!(*dir, Dir::NotYet) {
+        let mut dir = sync::lock(&self.dir);
+        let path = match &*dir {
+            Dir::Created(created) => created.path().to_path_buf(),
+            Dir::Removed => {
+                return Err(io::Error::other(
+                    "the spool dir was removed: the service is shutting down",
+                ));
+            }
+            Dir::NotYet => {
                 let created = tempfile::Builder::new()
                     .prefix("gremlins-api-spool-")
                     .tempdir_in(&self.parent)?;
                 log::info!("created the spool dir {}", created.path().display());
+                let path = created.path().to_path_buf();
                 *dir = Dir::Created(created);
-            }
-            match &*dir {
-                Dir::Created(created) => created.path().to_path_buf(),
-                Dir::NotYet | Dir::Removed => {
-                    return Err(io::Error::other(
-                        "the spool dir was removed: the service is shutting down",
-                    ));
-                }
+                path
             }
         };
+        drop(dir);
         tempfile::NamedTempFile::new_in(path)
     }
 

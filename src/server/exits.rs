@@ -79,12 +79,25 @@ mod tests {
         let exiting = {
             let exits = Arc::clone(&exits);
             std::thread::spawn(move || {
+                // The exits come once the waiter waits, so that its wake-up,
+                // not its first look, is what is tested.
+                let asked = Instant::now() + Duration::from_secs(5);
+                while sync::lock(&exits.state).awaited.is_empty() {
+                    assert!(Instant::now() < asked, "the waiter never started waiting");
+                    std::thread::yield_now();
+                }
                 exits.exited(0);
                 exits.exited(2);
             })
         };
-        let exited = exits.wait_all_but(&[], Instant::now() + Duration::from_secs(10));
+        let started = Instant::now();
+        let exited = exits.wait_all_but(&[], started + Duration::from_secs(10));
         exiting.join().expect("the exiting thread");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the last exit did not wake the waiter: it waited {:?}",
+            started.elapsed()
+        );
         assert_eq!(exited, [true, true, true]);
     }
 
